@@ -1,0 +1,1 @@
+//! psystem-api
