@@ -2,6 +2,12 @@
 //! load modes, and the column transforms applied to Arrow record batches.
 #![deny(missing_docs)]
 
+pub mod atomic;
 pub mod job;
+pub mod paths;
+pub mod plugin;
+pub mod redact;
+pub mod transform;
 
 pub use job::{Counters, JobState, LoadMode, TableRef};
+pub use paths::Home;

@@ -1,1 +1,9 @@
-//! psystem-jobs
+//! The psystem job runner: runs a load page by page with exactly-once checkpoints, pauses and resumes it, mirrors
+//! its state into `status.yaml` and reports progress as [`runner::JobEvent`]s.
+#![deny(missing_docs)]
+
+pub mod runner;
+pub mod status;
+
+pub use runner::{job_key, spawn, Control, JobError, JobEvent, JobHandle, JobOutcome, JobSpec};
+pub use status::{JobStatus, StatusFile, StatusStore};

@@ -1,1 +1,28 @@
-//! psystem-postgres
+//! The PostgreSQL destination of psystem.
+//!
+//! - [`types`]: the mapping from Arrow types to PostgreSQL column types (also in `docs/TYPES.md`).
+//! - [`copy_binary`]: our encoder of Arrow record batches into the binary `COPY` format.
+//! - [`ledger`]: psystem's own tables (schema `psystem`: loads, checkpoints), created and migrated by
+//!   [`migrate`].
+//! - [`destination`]: [`Destination`] — open, resume, page-by-page commit (rows + checkpoint in one
+//!   transaction) and finish of loads in the modes `append`, `replace` and `merge`; job locks.
+//! - [`ident`]: quoting of identifiers; [`redact`]: hiding passwords in URLs.
+#![deny(missing_docs)]
+
+/// The managed local PostgreSQL cluster that psystem runs for the user.
+pub mod cluster;
+pub mod copy_binary;
+pub mod destination;
+pub mod error;
+pub mod ident;
+pub mod ledger;
+pub mod redact;
+pub mod types;
+
+pub use copy_binary::{encode_copy_binary, CopyEncoder};
+pub use destination::{Destination, JobLock, LoadHandle, LoadSpec};
+pub use error::DestinationError;
+pub use ident::{check_ident, quote_ident, quote_table};
+pub use ledger::{migrate, LoadRecord, LEDGER_VERSION};
+pub use redact::redact_url;
+pub use types::{pg_type, pg_type_of};

@@ -1,0 +1,66 @@
+//! Errors of the API layer, with stable codes for user interfaces.
+
+use psystem_core::plugin::PluginError;
+
+/// An API error. [`ApiError::code`] is stable; the message says what failed, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No psystem home folder.
+    #[error("{0}")]
+    Home(String),
+    /// A plugin problem: not found, disabled, invalid manifest, unknown entry.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// The entry cannot run as configured (for example a GHO entry without `indicator`).
+    #[error("{0}")]
+    Config(String),
+    /// No job with this key in status.yaml.
+    #[error("no job `{job}` in {path}; jobs: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    NoSuchJob {
+        /// The key asked for.
+        job: String,
+        /// status.yaml.
+        path: String,
+        /// Keys that exist.
+        known: Vec<String>,
+    },
+    /// The job failed or could not start.
+    #[error(transparent)]
+    Job(#[from] psystem_jobs::JobError),
+    /// The destination database failed.
+    #[error(transparent)]
+    Destination(#[from] psystem_postgres::DestinationError),
+    /// The managed local cluster failed.
+    #[error(transparent)]
+    LocalDatabase(#[from] psystem_postgres::cluster::ClusterError),
+    /// status.yaml could not be read or written.
+    #[error(transparent)]
+    Status(#[from] psystem_jobs::status::StatusError),
+}
+
+impl ApiError {
+    /// A stable, snake_case code for user interfaces to branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Home(_) => "home",
+            ApiError::Plugin(PluginError::NotFound { .. }) => "plugin_not_found",
+            ApiError::Plugin(PluginError::Disabled { .. }) => "plugin_disabled",
+            ApiError::Plugin(PluginError::NoSuchEntry { .. } | PluginError::NoDefaultEntry { .. }) => "entry_not_found",
+            ApiError::Plugin(_) => "invalid_manifest",
+            ApiError::Config(_) => "invalid_config",
+            ApiError::NoSuchJob { .. } => "job_not_found",
+            ApiError::Job(psystem_jobs::JobError::Busy { .. }) => "job_busy",
+            ApiError::Job(psystem_jobs::JobError::Source { .. }) => "source",
+            ApiError::Job(psystem_jobs::JobError::Destination(_)) | ApiError::Destination(_) => "destination",
+            ApiError::Job(_) => "job",
+            ApiError::LocalDatabase(_) => "local_database",
+            ApiError::Status(_) => "status_file",
+        }
+    }
+
+    /// True for errors in what the user asked or configured (exit code 2), as opposed to failures while running.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ApiError::Plugin(_) | ApiError::Config(_) | ApiError::NoSuchJob { .. })
+    }
+}

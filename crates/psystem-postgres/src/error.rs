@@ -1,0 +1,191 @@
+//! The errors of the Postgres destination.
+//!
+//! Messages name the table, column and row involved and say what to do. Database errors keep the sqlx error as
+//! their `#[source]` (print the chain, e.g. anyhow's `{:#}`, to see the server's message). No message ever
+//! contains a password: URLs are passed through [`crate::redact_url`] first.
+
+use arrow_schema::DataType;
+
+/// An error of the Postgres destination.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DestinationError {
+    /// The destination database could not be reached or refused the connection.
+    #[error("cannot connect to the destination database {url}; check that the server runs and the URL, user and password are right")]
+    Connect {
+        /// The database URL with its password replaced by `***`.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// Applying a ledger migration (schema `psystem`) failed; nothing of it was applied.
+    #[error("cannot apply ledger migration {version} (schema psystem); check that the user may create schemas and tables in this database")]
+    Migrate {
+        /// The migration version that failed (0 = the bookkeeping before any migration).
+        version: i32,
+        /// The underlying error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The ledger in the database was written by a newer psystem than this one.
+    #[error("the psystem ledger in this database is at version {found}, newer than the {supported} this program knows; upgrade psystem")]
+    LedgerTooNew {
+        /// The newest migration recorded in the database.
+        found: i32,
+        /// The newest migration this program knows.
+        supported: i32,
+    },
+
+    /// A statement failed on the server; `context` says what psystem was doing and on which table.
+    #[error("database error while {context}")]
+    Database {
+        /// What psystem was doing, naming the table and load.
+        context: String,
+        /// The underlying error, with the server's message.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// An Arrow column type has no Postgres mapping yet (see docs/TYPES.md).
+    #[error("column {column:?} has Arrow type {data_type}, which psystem cannot load into PostgreSQL yet; cast or drop the column in the entry's transform (supported types: docs/TYPES.md)")]
+    UnsupportedType {
+        /// The column name.
+        column: String,
+        /// The Arrow data type.
+        data_type: DataType,
+    },
+
+    /// A text value contains a NUL character, which PostgreSQL text cannot store.
+    #[error("column {column:?}, row {row} of the page (0-based) contains a NUL (\\0) character, which PostgreSQL text cannot store; clean the source value or load the column as binary")]
+    NulInText {
+        /// The column name.
+        column: String,
+        /// The row index inside the record batch (0-based).
+        row: usize,
+    },
+
+    /// A value cannot be represented in its PostgreSQL type.
+    #[error("column {column:?}, row {row} of the page (0-based): {detail}")]
+    ValueOutOfRange {
+        /// The column name.
+        column: String,
+        /// The row index inside the record batch (0-based).
+        row: usize,
+        /// What is wrong with the value.
+        detail: String,
+    },
+
+    /// A schema, table or column name cannot be used as a PostgreSQL identifier.
+    #[error("{identifier:?} cannot be used as a PostgreSQL name: {reason}; rename it in the entry's transform or destination")]
+    InvalidIdentifier {
+        /// The offending name.
+        identifier: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
+    /// The load specification is inconsistent (e.g. `merge` without a primary key).
+    #[error("load of job {job_key:?} is misconfigured: {message}")]
+    InvalidSpec {
+        /// The job key.
+        job_key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// The existing destination table lacks columns that the source provides.
+    #[error("table {table} has no column(s) {missing:?} that the source provides; adding columns is not supported yet: drop or rename the table, or load with mode `replace`")]
+    SchemaMismatch {
+        /// The table, `schema.name`.
+        table: String,
+        /// The missing column names.
+        missing: Vec<String>,
+    },
+
+    /// An existing column has a PostgreSQL type that differs from the one the Arrow type maps to.
+    #[error("column {column:?} of table {table} has type {found}, but the source delivers {expected}; change the column type, cast in the transform, or load with mode `replace`")]
+    ColumnTypeMismatch {
+        /// The table, `schema.name`.
+        table: String,
+        /// The column name.
+        column: String,
+        /// The PostgreSQL type the Arrow type maps to.
+        expected: String,
+        /// The PostgreSQL type of the existing column.
+        found: String,
+    },
+
+    /// `merge` needs a primary key or unique index on exactly the primary-key columns of the existing table.
+    #[error("table {table} has no primary key or unique index on {columns:?}, which `merge` needs; add one (ALTER TABLE … ADD PRIMARY KEY) or load with mode `replace`")]
+    MissingUniqueKey {
+        /// The table, `schema.name`.
+        table: String,
+        /// The primary-key columns of the load.
+        columns: Vec<String>,
+    },
+
+    /// A record batch does not have the schema the load was opened with.
+    #[error("a page for table {table} does not match the load's schema: {detail}")]
+    BatchSchemaMismatch {
+        /// The table, `schema.name`.
+        table: String,
+        /// The difference.
+        detail: String,
+    },
+
+    /// The unfinished load of this job targets another table or mode than the one requested.
+    #[error("job {job_key:?} has an unfinished load #{load_id} that {detail}; resume it with its original settings or restart the job")]
+    ResumeMismatch {
+        /// The job key.
+        job_key: String,
+        /// The unfinished load.
+        load_id: i64,
+        /// The difference.
+        detail: String,
+    },
+
+    /// No load with this id is recorded in the ledger.
+    #[error("load #{load_id} is not in the ledger (psystem.loads)")]
+    LoadNotFound {
+        /// The load id.
+        load_id: i64,
+    },
+
+    /// The load is no longer running (another process cancelled, restarted or finished it); nothing was written.
+    #[error("load #{load_id} is {state}, not running; another process may have restarted or finished this job — open the load again")]
+    LoadNotActive {
+        /// The load id.
+        load_id: i64,
+        /// Its state in the ledger.
+        state: String,
+    },
+
+    /// The staging table of a `replace` load is gone, so its committed pages are lost.
+    #[error("the staging table {staging} of load #{load_id} no longer exists; its committed pages are lost — restart the job")]
+    StagingMissing {
+        /// The load id.
+        load_id: i64,
+        /// The staging table, `schema.name`.
+        staging: String,
+    },
+
+    /// The ledger holds a value this program cannot interpret.
+    #[error("the ledger row of load #{load_id} is not valid: {detail}")]
+    CorruptLedger {
+        /// The load id.
+        load_id: i64,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl DestinationError {
+    /// A [`DestinationError::Database`] with the given context.
+    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> DestinationError {
+        let context = context.into();
+        move |source| DestinationError::Database { context, source }
+    }
+}

@@ -1,0 +1,187 @@
+//! The ledger: psystem's own tables in schema `psystem` of the destination database.
+//!
+//! The program creates and migrates them itself ([`migrate`]): numbered SQL migrations applied in order, all in
+//! one transaction under a transaction-level advisory lock (so concurrent processes do not race), each recorded
+//! in `psystem.schema_migrations(version, applied_at)`.
+//!
+//! Version 1:
+//! - `psystem.loads` — one row per load of a job: job key, plugin, ETL entry, source kind, target schema and
+//!   table, load mode, state, expected total rows, committed pages / rows / bytes, timestamps, the last error and
+//!   the staging table of a `replace` load. Indexed on `(job_key, state)`.
+//! - `psystem.checkpoints` — the source position (JSON) a load resumes from, committed in the same transaction
+//!   as the rows of the page it follows.
+
+use chrono::{DateTime, Utc};
+use psystem_core::{Counters, JobState, LoadMode, TableRef};
+use sqlx::postgres::PgRow;
+use sqlx::{Connection, PgConnection, Row};
+use tracing::info;
+
+use crate::DestinationError;
+
+/// The advisory lock key that serializes ledger migrations (`'psystem'` in ASCII, as an int8).
+const MIGRATION_LOCK_KEY: i64 = 0x7073_7973_7465_6d00;
+
+/// The ledger migrations, in order. Never edit a released one: add a new version.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE psystem.loads (
+    id            bigserial PRIMARY KEY,
+    job_key       text NOT NULL,
+    plugin        text,
+    entry         text,
+    source_kind   text,
+    target_schema text,
+    target_table  text,
+    mode          text,
+    state         text,
+    total_rows    bigint NULL,
+    pages         bigint NOT NULL DEFAULT 0,
+    rows          bigint NOT NULL DEFAULT 0,
+    bytes         bigint NOT NULL DEFAULT 0,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz NULL,
+    last_error    text NULL,
+    staging_table text NULL
+);
+CREATE INDEX loads_job_key_state_idx ON psystem.loads (job_key, state);
+CREATE TABLE psystem.checkpoints (
+    load_id    bigint PRIMARY KEY REFERENCES psystem.loads (id) ON DELETE CASCADE,
+    position   jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"#,
+)];
+
+/// The newest ledger version this program knows.
+pub const LEDGER_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Creates or migrates the ledger (schema `psystem`) to [`LEDGER_VERSION`]; returns how many migrations it
+/// applied (0 when the ledger was up to date).
+///
+/// Everything happens in one transaction under `pg_advisory_xact_lock`, so concurrent callers wait for each
+/// other and a failure leaves the ledger as it was. A ledger newer than this program is
+/// [`DestinationError::LedgerTooNew`].
+pub async fn migrate(conn: &mut PgConnection) -> Result<usize, DestinationError> {
+    let bookkeeping = |source| DestinationError::Migrate { version: 0, source };
+    let mut tx = conn.begin().await.map_err(bookkeeping)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut *tx).await.map_err(bookkeeping)?;
+    sqlx::raw_sql(
+        "CREATE SCHEMA IF NOT EXISTS psystem; \
+         CREATE TABLE IF NOT EXISTS psystem.schema_migrations (\
+             version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(bookkeeping)?;
+    let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM psystem.schema_migrations ORDER BY version")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(bookkeeping)?;
+    if let Some(&found) = applied.last() {
+        if found > LEDGER_VERSION {
+            return Err(DestinationError::LedgerTooNew { found, supported: LEDGER_VERSION });
+        }
+    }
+    let mut count = 0;
+    for &(version, sql) in MIGRATIONS {
+        if applied.contains(&version) {
+            continue;
+        }
+        let err = |source| DestinationError::Migrate { version, source };
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(err)?;
+        sqlx::query("INSERT INTO psystem.schema_migrations (version, applied_at) VALUES ($1, now())")
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        info!(version, "Ledger migration applied.");
+        count += 1;
+    }
+    tx.commit().await.map_err(bookkeeping)?;
+    Ok(count)
+}
+
+/// One row of `psystem.loads` with the checkpoint position of the load.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct LoadRecord {
+    /// The load id (`psystem.loads.id`).
+    pub id: i64,
+    /// The job key: which ETL entry into which destination this load belongs to.
+    pub job_key: String,
+    /// The plugin name.
+    pub plugin: String,
+    /// The ETL entry name.
+    pub entry: String,
+    /// The source kind (`gho_odata`, `opentargets`, …).
+    pub source_kind: String,
+    /// The destination table.
+    pub table: TableRef,
+    /// The load mode.
+    pub mode: LoadMode,
+    /// The state of the load.
+    pub state: JobState,
+    /// The number of rows the source announced, when known.
+    pub total_rows: Option<u64>,
+    /// Pages, rows and bytes committed.
+    pub counters: Counters,
+    /// When the load was created.
+    pub started_at: DateTime<Utc>,
+    /// When the load row last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the load completed or was cancelled.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The last error, when the load failed.
+    pub last_error: Option<String>,
+    /// The name of the staging table (in the target schema) of a `replace` load.
+    pub staging_table: Option<String>,
+    /// The committed checkpoint position; `None` before the first page.
+    pub position: Option<serde_json::Value>,
+}
+
+/// The columns [`LoadRecord::from_row`] reads, for `SELECT … FROM psystem.loads l LEFT JOIN psystem.checkpoints c`.
+pub(crate) const LOAD_COLUMNS: &str = "l.id, l.job_key, COALESCE(l.plugin, '') AS plugin, COALESCE(l.entry, '') AS entry, \
+     COALESCE(l.source_kind, '') AS source_kind, COALESCE(l.target_schema, '') AS target_schema, \
+     COALESCE(l.target_table, '') AS target_table, COALESCE(l.mode, '') AS mode, COALESCE(l.state, '') AS state, \
+     l.total_rows, l.pages, l.rows, l.bytes, l.started_at, l.updated_at, l.finished_at, l.last_error, \
+     l.staging_table, c.position";
+
+impl LoadRecord {
+    pub(crate) fn from_row(row: &PgRow) -> Result<LoadRecord, DestinationError> {
+        let get_err = |source| DestinationError::Database { context: "reading the ledger (psystem.loads)".into(), source };
+        let id: i64 = row.try_get("id").map_err(get_err)?;
+        let corrupt = |detail: String| DestinationError::CorruptLedger { load_id: id, detail };
+        let mode: String = row.try_get("mode").map_err(get_err)?;
+        let state: String = row.try_get("state").map_err(get_err)?;
+        let nonneg = |name: &str, v: i64| u64::try_from(v).map_err(|_| corrupt(format!("{name} is negative ({v})")));
+        let total_rows: Option<i64> = row.try_get("total_rows").map_err(get_err)?;
+        Ok(LoadRecord {
+            id,
+            job_key: row.try_get("job_key").map_err(get_err)?,
+            plugin: row.try_get("plugin").map_err(get_err)?,
+            entry: row.try_get("entry").map_err(get_err)?,
+            source_kind: row.try_get("source_kind").map_err(get_err)?,
+            table: TableRef::new(
+                row.try_get::<String, _>("target_schema").map_err(get_err)?,
+                row.try_get::<String, _>("target_table").map_err(get_err)?,
+            ),
+            mode: LoadMode::parse(&mode).ok_or_else(|| corrupt(format!("unknown mode {mode:?}")))?,
+            state: JobState::parse(&state).ok_or_else(|| corrupt(format!("unknown state {state:?}")))?,
+            total_rows: total_rows.map(|v| nonneg("total_rows", v)).transpose()?,
+            counters: Counters {
+                pages: nonneg("pages", row.try_get("pages").map_err(get_err)?)?,
+                rows: nonneg("rows", row.try_get("rows").map_err(get_err)?)?,
+                bytes: nonneg("bytes", row.try_get("bytes").map_err(get_err)?)?,
+            },
+            started_at: row.try_get("started_at").map_err(get_err)?,
+            updated_at: row.try_get("updated_at").map_err(get_err)?,
+            finished_at: row.try_get("finished_at").map_err(get_err)?,
+            last_error: row.try_get("last_error").map_err(get_err)?,
+            staging_table: row.try_get("staging_table").map_err(get_err)?,
+            position: row.try_get("position").map_err(get_err)?,
+        })
+    }
+}

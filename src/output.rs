@@ -1,0 +1,329 @@
+//! What the CLI prints: text for people, or one JSON document with `--json`; progress bars; logging setup.
+
+use anyhow::Result;
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use psystem_api::plugins::{PluginDetail, PluginList, PluginSummary};
+use psystem_api::runs::PlannedJob;
+use psystem_api::ClusterStatus;
+use psystem_jobs::{JobEvent, JobOutcome, JobStatus};
+use serde::Serialize;
+use std::io::IsTerminal;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Logs: warnings (more with -v) to stderr; info and up appended to `$PSYSTEM_HOME/logs/psystem.log`.
+/// No URL with a password is ever logged (the engine logs redacted URLs only).
+pub fn init_logging(verbose: u8) -> Option<()> {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(stderr_filter);
+    let file_layer = psystem_core::Home::from_env().ok().and_then(|home| {
+        let dir = home.logs_dir();
+        std::fs::create_dir_all(&dir).ok()?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("psystem.log")).ok()?;
+        Some(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .with_filter(EnvFilter::new("info,sqlx=warn")),
+        )
+    });
+    tracing_subscriber::registry().with(stderr).with(file_layer).init();
+    Some(())
+}
+
+fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// A note for the user (stderr, so that stdout stays clean for `--json`).
+pub fn note(msg: &str, json: bool) {
+    if json {
+        eprintln!("{}", serde_json::json!({ "note": msg }));
+    } else {
+        eprintln!("note: {msg}");
+    }
+}
+
+/// One value on a line.
+pub fn line(s: &str, json: bool) -> Result<()> {
+    if json {
+        print_json(s)
+    } else {
+        println!("{s}");
+        Ok(())
+    }
+}
+
+/// `psystem plugins list`.
+pub fn plugin_list(list: &PluginList, json: bool) -> Result<()> {
+    if json {
+        return print_json(list);
+    }
+    if list.plugins.is_empty() {
+        println!("No plugins found.");
+    } else {
+        println!("{:<16} {:<8} {:<8} {:<10} {:<12} ENTRIES", "NAME", "ENABLED", "ORIGIN", "SOURCE", "CREATOR");
+        for p in &list.plugins {
+            println!(
+                "{:<16} {:<8} {:<8} {:<10} {:<12} {}",
+                p.name,
+                if p.enabled { "yes" } else { "no" },
+                format!("{:?}", p.origin).to_lowercase(),
+                p.source,
+                p.creator.clone().unwrap_or_default(),
+                p.entries
+                    .iter()
+                    .map(|e| if p.run.as_deref() == Some(e) { format!("{e}*") } else { e.clone() })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        println!("(* = default entry; `psystem plugins show NAME` for details)");
+    }
+    for e in &list.errors {
+        eprintln!("warning: {e}");
+    }
+    Ok(())
+}
+
+/// `psystem plugins show`.
+pub fn plugin_detail(p: &PluginDetail, json: bool) -> Result<()> {
+    if json {
+        return print_json(p);
+    }
+    let s = &p.summary;
+    println!("{} — {}", s.name, s.description.clone().unwrap_or_else(|| "(no description)".into()));
+    println!("  creator:  {}", s.creator.clone().unwrap_or_default());
+    println!("  enabled:  {}", if s.enabled { "yes" } else { "no (psystem plugins enable NAME)" });
+    println!("  source:   {}", s.source);
+    println!("  manifest: {} ({:?})", s.path, s.origin);
+    for e in &p.etl {
+        println!("\n  entry {}{}", e.key, if e.default { " (default)" } else { "" });
+        println!("    indicator:   {}", e.indicator.clone().unwrap_or_default());
+        println!("    api:         {}", e.api.clone().unwrap_or_default());
+        println!("    table:       {}", e.table);
+        println!("    mode:        {}", e.mode.clone().unwrap_or_else(|| "(default: merge by Id, else append)".into()));
+        if !e.primary_key.is_empty() {
+            println!("    primary key: {}", e.primary_key.join(", "));
+        }
+        println!("    destination: {}", e.destination_url.clone().unwrap_or_else(|| "(--db, $DATABASE_URL or the local database)".into()));
+        if e.columns.is_empty() {
+            println!("    columns:     all");
+        } else {
+            let cols: Vec<String> =
+                e.columns.iter().map(|(a, b)| if a == b { a.clone() } else { format!("{a}→{b}") }).collect();
+            println!("    columns:     {}", cols.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// `psystem plugins enable|disable`.
+pub fn plugin_toggled(p: &PluginSummary, json: bool) -> Result<()> {
+    if json {
+        return print_json(p);
+    }
+    println!("Plugin {} is now {}.", p.name, if p.enabled { "enabled" } else { "disabled" });
+    Ok(())
+}
+
+/// `psystem status`.
+pub fn status(jobs: &[(String, JobStatus)], path: &str, json: bool) -> Result<()> {
+    if json {
+        let map: std::collections::BTreeMap<_, _> = jobs.iter().map(|(k, v)| (k, v)).collect();
+        return print_json(&map);
+    }
+    if jobs.is_empty() {
+        println!("No jobs yet ({path}). Start one with `psystem run PLUGIN`.");
+        return Ok(());
+    }
+    println!("{:<32} {:<10} {:>12} {:>7} {:>10}  TABLE / NOTE", "JOB", "STATE", "ROWS", "PAGES", "BYTES");
+    for (key, j) in jobs {
+        let rows = match j.total_rows {
+            Some(t) => format!("{}/{}", j.rows, t),
+            None => j.rows.to_string(),
+        };
+        println!(
+            "{:<32} {:<10} {:>12} {:>7} {:>10}  {}",
+            key,
+            j.state,
+            rows,
+            j.pages,
+            HumanBytes(j.bytes).to_string(),
+            j.table
+        );
+        if let Some(e) = &j.last_error {
+            println!("{:<32} last error: {e}", "");
+        }
+        if j.state.is_resumable() {
+            println!("{:<32} resume with: psystem resume {key}", "");
+        }
+    }
+    Ok(())
+}
+
+/// `psystem db …`.
+pub fn cluster(s: &ClusterStatus, json: bool) -> Result<()> {
+    if json {
+        return print_json(s);
+    }
+    println!("local database: {}", if s.running { "running" } else if s.initialized { "stopped" } else { "not initialised" });
+    println!("  data:  {}", s.data_dir.display());
+    if let Some(p) = s.port {
+        println!("  port:  {p} (127.0.0.1)");
+    }
+    if let Some(u) = &s.url {
+        println!("  url:   {u}");
+    }
+    if let Some(v) = &s.server_version {
+        println!("  server: {v}");
+    }
+    println!("  log:   {}", s.log_file.display());
+    Ok(())
+}
+
+/// Draws a progress bar from job events (or prints one line per event when stderr is not a terminal).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    json: bool,
+    key: String,
+}
+
+impl Progress {
+    /// A progress display for a planned job.
+    pub fn new(job: &PlannedJob, draw: bool, json: bool) -> Progress {
+        let bar = (draw && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {prefix} [{bar:30}] {human_pos}/{human_len} rows · {msg} · {per_sec} · {eta} left",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(job.spec.key());
+            b
+        });
+        Progress { bar, json, key: job.spec.key() }
+    }
+
+    /// Updates from one event.
+    pub fn on_event(&mut self, e: &JobEvent) {
+        match e {
+            JobEvent::Started { load_id, resumed, counters, next_page, total_rows, .. } => {
+                let msg = if *resumed {
+                    format!("Resuming {} (load {load_id}) at page {next_page}: {} rows already loaded.", self.key, counters.rows)
+                } else {
+                    format!("Loading {} (load {load_id}).", self.key)
+                };
+                self.say(&msg);
+                if let Some(b) = &self.bar {
+                    if let Some(t) = total_rows {
+                        b.set_length(*t);
+                    }
+                    b.set_position(counters.rows);
+                    b.reset_eta();
+                }
+            }
+            JobEvent::Reconciled { message, .. } => self.say(&format!("note: {message}")),
+            JobEvent::UnknownFields { fields, .. } => self.say(&format!(
+                "warning: the source sent fields psystem does not know, not loaded: {}",
+                fields.join(", ")
+            )),
+            JobEvent::PageCommitted { counters, total_rows, .. } => {
+                if let Some(b) = &self.bar {
+                    if let Some(t) = total_rows {
+                        b.set_length(*t);
+                    }
+                    b.set_position(counters.rows);
+                    b.set_message(format!("page {} · {}", counters.pages, HumanBytes(counters.bytes)));
+                } else if !self.json {
+                    let of = total_rows.map(|t| format!("/{t}")).unwrap_or_default();
+                    eprintln!("page {} committed: {}{} rows, {}", counters.pages, counters.rows, of, HumanBytes(counters.bytes));
+                }
+            }
+            JobEvent::Finished { .. } => {}
+        }
+    }
+
+    fn say(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None if !self.json => eprintln!("{msg}"),
+            None => {}
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// The end of `psystem run|resume`: a summary and, for a completed load, a few rows.
+pub fn outcome(o: &JobOutcome, preview: Option<&[serde_json::Value]>, json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::json!({ "outcome": o, "preview": preview }));
+    }
+    match o.state {
+        psystem_core::JobState::Completed => {
+            println!(
+                "Completed {}: {} rows in {} pages ({}) into {} at {}.",
+                o.job, o.counters.rows, o.counters.pages, HumanBytes(o.counters.bytes), o.table, o.destination
+            );
+        }
+        psystem_core::JobState::Paused => {
+            println!(
+                "Paused {} after page {} ({} rows committed). Resume with: psystem resume {}",
+                o.job, o.counters.pages, o.counters.rows, o.job
+            );
+        }
+        state => println!("{} {}: {} rows committed.", state, o.job, o.counters.rows),
+    }
+    if !o.unknown_fields.is_empty() {
+        println!("Fields sent by the source and not loaded: {}", o.unknown_fields.join(", "));
+    }
+    if let Some(rows) = preview.filter(|r| !r.is_empty()) {
+        println!("\nFirst rows of {}:", o.table);
+        print_rows(rows);
+    }
+    Ok(())
+}
+
+/// Prints JSON objects as an aligned text table (columns in the first object's order).
+fn print_rows(rows: &[serde_json::Value]) {
+    let Some(first) = rows[0].as_object() else { return };
+    let cols: Vec<&String> = first.keys().collect();
+    let cell = |v: Option<&serde_json::Value>| -> String {
+        let s = match v {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+        };
+        if s.chars().count() > 32 { format!("{}…", s.chars().take(31).collect::<String>()) } else { s }
+    };
+    let table: Vec<Vec<String>> =
+        rows.iter().map(|r| cols.iter().map(|c| cell(r.get(c.as_str()))).collect()).collect();
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(c.chars().count()))
+        .collect();
+    let fmt_row = |cells: Vec<String>| -> String {
+        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ")
+    };
+    println!("{}", fmt_row(cols.iter().map(|c| c.to_string()).collect()));
+    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    for r in table {
+        println!("{}", fmt_row(r));
+    }
+}
