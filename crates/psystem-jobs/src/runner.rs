@@ -281,54 +281,9 @@ pub async fn run(
     mirror(&spec, &status, &load, JobState::Running, None)?;
 
     let mut unknown: BTreeSet<String> = BTreeSet::new();
-    let result: Result<JobState, JobError> = async {
-        loop {
-            match *control.borrow_and_update() {
-                Control::Run => {}
-                Control::Pause => return Ok(JobState::Paused),
-                Control::Cancel => return Ok(JobState::Cancelled),
-            }
-            if let Some(total) = load.total_rows {
-                if skip >= total && load.counters.pages > 0 {
-                    return Ok(JobState::Completed);
-                }
-            }
-            let page_no = skip / page_size + 1;
-            let page = tokio::select! {
-                page = source.fetch_page(skip) => page.map_err(|source| JobError::Source { page: page_no, source })?,
-                _ = control.changed() => continue, // abandon the page; the loop head acts on the request
-            };
-            let new_fields: Vec<String> =
-                page.unknown_fields.iter().filter(|f| !unknown.contains(*f)).cloned().collect();
-            if !new_fields.is_empty() {
-                warn!(job = %key, fields = ?new_fields, "The source sent fields the GHO schema does not know; they are not loaded.");
-                unknown.extend(new_fields.iter().cloned());
-                let _ = events.send(JobEvent::UnknownFields { job: key.clone(), fields: new_fields });
-            }
-            let rows = page.batch.num_rows() as u64;
-            let batch = spec.columns.apply(&page.batch).map_err(|source| JobError::Transform { job: key.clone(), source })?;
-            let next = skip + rows;
-            let total = page.total.or(load.total_rows);
-            destination
-                .commit_page(&mut load, &batch, serde_json::json!({ "next_skip": next }), page.bytes, total)
-                .await?;
-            skip = next;
-            mirror(&spec, &status, &load, JobState::Running, None)?;
-            let _ = events.send(JobEvent::PageCommitted {
-                job: key.clone(),
-                page_rows: rows,
-                counters: load.counters,
-                total_rows: load.total_rows,
-            });
-            let last = rows < page_size || total.is_some_and(|t| skip >= t);
-            if last {
-                return Ok(JobState::Completed);
-            }
-        }
-    }
-    .await;
+    let result = page_loop(&spec, &status, &events, &mut control, &source, &destination, &mut load, &mut skip, &mut unknown).await;
 
-    let outcome = |state| JobOutcome {
+    let outcome = |state, load: &LoadHandle| JobOutcome {
         job: key.clone(),
         load_id: load.load_id,
         state,
@@ -344,14 +299,14 @@ pub async fn run(
             mirror(&spec, &status, &load, JobState::Completed, None)?;
             info!(job = %key, rows = load.counters.rows, pages = load.counters.pages, "Job completed.");
             let _ = events.send(finished(&key, JobState::Completed, load.counters, None));
-            Ok(outcome(JobState::Completed))
+            Ok(outcome(JobState::Completed, &load))
         }
         Ok(state) => {
             destination.set_state(load.load_id, state, None).await?;
             mirror(&spec, &status, &load, state, None)?;
             info!(job = %key, %state, next_skip = skip, "Job stopped at a checkpoint.");
             let _ = events.send(finished(&key, state, load.counters, None));
-            Ok(outcome(state))
+            Ok(outcome(state, &load))
         }
         Err(err) => {
             let message = err.to_string();
@@ -365,6 +320,67 @@ pub async fn run(
             Err(err)
         }
     }
+}
+
+/// The page loop of [`run`]: returns the state the job stopped in (`completed`, `paused`, `cancelled`).
+#[allow(clippy::too_many_arguments)]
+async fn page_loop(
+    spec: &JobSpec,
+    status: &StatusStore,
+    events: &mpsc::UnboundedSender<JobEvent>,
+    control: &mut watch::Receiver<Control>,
+    source: &GhoSource,
+    destination: &Destination,
+    load: &mut LoadHandle,
+    skip: &mut u64,
+    unknown: &mut BTreeSet<String>,
+) -> Result<JobState, JobError> {
+    let key = spec.key();
+    let page_size = spec.source.page_size.max(1);
+    loop {
+            match *control.borrow_and_update() {
+                Control::Run => {}
+                Control::Pause => return Ok(JobState::Paused),
+                Control::Cancel => return Ok(JobState::Cancelled),
+            }
+            if let Some(total) = load.total_rows {
+                if *skip >= total && load.counters.pages > 0 {
+                    return Ok(JobState::Completed);
+                }
+            }
+            let page_no = *skip / page_size + 1;
+            let page = tokio::select! {
+                page = source.fetch_page(*skip) => page.map_err(|source| JobError::Source { page: page_no, source })?,
+                _ = control.changed() => continue, // abandon the page; the loop head acts on the request
+            };
+            let new_fields: Vec<String> =
+                page.unknown_fields.iter().filter(|f| !unknown.contains(*f)).cloned().collect();
+            if !new_fields.is_empty() {
+                warn!(job = %key, fields = ?new_fields, "The source sent fields the GHO schema does not know; they are not loaded.");
+                unknown.extend(new_fields.iter().cloned());
+                let _ = events.send(JobEvent::UnknownFields { job: key.clone(), fields: new_fields });
+            }
+            let rows = page.batch.num_rows() as u64;
+            let batch = spec.columns.apply(&page.batch).map_err(|source| JobError::Transform { job: key.clone(), source })?;
+            let next = *skip + rows;
+            let total = page.total.or(load.total_rows);
+            destination
+                .commit_page(load, &batch, serde_json::json!({ "next_skip": next }), page.bytes, total)
+                .await?;
+            *skip = next;
+            mirror(spec, status, load, JobState::Running, None)?;
+            let _ = events.send(JobEvent::PageCommitted {
+                job: key.clone(),
+                page_rows: rows,
+                counters: load.counters,
+                total_rows: load.total_rows,
+            });
+            // An empty page, or the announced total reached. (A short page is not the end: a server may cap
+            // `$top` below the page size.)
+            if page.is_last() || total.is_some_and(|t| *skip >= t) {
+                return Ok(JobState::Completed);
+            }
+        }
 }
 
 fn finished(job: &str, state: JobState, counters: Counters, error: Option<String>) -> JobEvent {

@@ -299,7 +299,7 @@ impl LocalCluster {
         let runner = Runner::new(&state);
         let deadline = Instant::now() + START_TIMEOUT;
 
-        if let Some(pid) = self.running_pid(&state, &runner).await? {
+        if let Some(pid) = self.running_pid(&state, &runner, true).await? {
             debug!(pid, "local PostgreSQL already running");
             if let Some(port) = read_pid_file(&state.data_dir).and_then(|p| p.port) {
                 if port != state.port {
@@ -310,7 +310,8 @@ impl LocalCluster {
             self.wait_until_ready(&state, deadline, None).await?;
         } else {
             let log_offset = self.start(&mut state, &runner).await?;
-            self.wait_until_ready(&state, deadline, Some(log_offset)).await?;
+            self.wait_until_ready(&state, deadline, Some(log_offset))
+                .await?;
         }
         self.ensure_database(&state).await?;
         self.status_of(Some(&state)).await
@@ -324,7 +325,7 @@ impl LocalCluster {
             _ => return self.status_of(None).await,
         };
         let runner = Runner::new(&state);
-        if self.running_pid(&state, &runner).await?.is_some() {
+        if self.running_pid(&state, &runner, true).await?.is_some() {
             info!(data_dir = %state.data_dir.display(), "stopping local PostgreSQL");
             let args: Vec<OsString> = vec![
                 "stop".into(),
@@ -523,9 +524,15 @@ impl LocalCluster {
         Ok(state)
     }
 
-    /// The postmaster's pid if `pg_ctl status` says it runs and the pid is a live postgres
-    /// process. A `postmaster.pid` whose pid belongs to some other process is removed.
-    async fn running_pid(&self, state: &ClusterState, runner: &Runner) -> Result<Option<i64>> {
+    /// The postmaster's pid if `pg_ctl status` says it runs and the pid is this cluster's live
+    /// postmaster. With `remove_stale` (only under the lock, from `up`/`down`), a
+    /// `postmaster.pid` whose pid belongs to some other process is removed.
+    async fn running_pid(
+        &self,
+        state: &ClusterState,
+        runner: &Runner,
+        remove_stale: bool,
+    ) -> Result<Option<i64>> {
         let args: Vec<OsString> = vec!["status".into(), "-D".into(), state.data_dir.clone().into()];
         let pg_ctl = state.bin_dir.join("pg_ctl");
         let out = runner.run(&pg_ctl, &args).await?;
@@ -544,10 +551,14 @@ impl LocalCluster {
             Some(info) => info.pid,
             None => return Ok(None),
         };
-        if process_is_postgres(pid) == Some(false) {
+        if is_our_postmaster(pid, &state.data_dir) == Some(false) {
+            if !remove_stale {
+                debug!(pid, "postmaster.pid is stale");
+                return Ok(None);
+            }
             warn!(
                 pid,
-                "postmaster.pid names a process that is not PostgreSQL; removing the stale file"
+                "postmaster.pid names a process that is not this cluster's server; removing it"
             );
             let pid_file = state.data_dir.join("postmaster.pid");
             fs::remove_file(&pid_file).map_err(io_err(&pid_file))?;
@@ -561,6 +572,7 @@ impl LocalCluster {
     async fn start(&self, state: &mut ClusterState, runner: &Runner) -> Result<u64> {
         const ATTEMPTS: usize = 3;
         ensure_private_dir(&state.socket_dir, state.run_as.as_deref())?;
+        clear_stale_sockets(&state.socket_dir)?;
         for attempt in 1..=ATTEMPTS {
             let port = if attempt == 1 && port_is_free(state.port) {
                 state.port
@@ -568,7 +580,11 @@ impl LocalCluster {
                 pick_free_port()?
             };
             if port != state.port {
-                info!(old = state.port, new = port, "saved port is taken; using a new one");
+                info!(
+                    old = state.port,
+                    new = port,
+                    "saved port is taken; using a new one"
+                );
                 state.port = port;
                 self.save_state(state)?;
             }
@@ -581,8 +597,7 @@ impl LocalCluster {
                 );
                 "''".to_string()
             };
-            let options =
-                format!("-p {port} -c listen_addresses=127.0.0.1 -k {socket_dir}");
+            let options = format!("-p {port} -c listen_addresses=127.0.0.1 -k {socket_dir}");
             let args: Vec<OsString> = vec![
                 "start".into(),
                 "-D".into(),
@@ -640,7 +655,10 @@ impl LocalCluster {
                 }
                 Ok(Err(e)) if Instant::now() >= deadline => {
                     let mut log_tail = read_log_tail(&state.log_file, log_offset.unwrap_or(0));
-                    log_tail.push_str(&format!("\n(connecting to 127.0.0.1:{} failed: {e})", state.port));
+                    log_tail.push_str(&format!(
+                        "\n(connecting to 127.0.0.1:{} failed: {e})",
+                        state.port
+                    ));
                     return Err(ClusterError::StartFailed {
                         log_file: state.log_file.clone(),
                         log_tail,
@@ -709,7 +727,7 @@ impl LocalCluster {
         let mut port = state.port;
         let mut running = false;
         let mut server_version = None;
-        if self.running_pid(state, &runner).await?.is_some() {
+        if self.running_pid(state, &runner, false).await?.is_some() {
             if let Some(live) = read_pid_file(&state.data_dir).and_then(|p| p.port) {
                 port = live;
             }
@@ -726,7 +744,9 @@ impl LocalCluster {
                         .ok();
                     let _ = conn.close().await;
                 }
-                Ok(Err(e)) => warn!(port, error = %e, "server process runs but refuses connections"),
+                Ok(Err(e)) => {
+                    warn!(port, error = %e, "server process runs but refuses connections")
+                }
                 Err(_) => warn!(port, "server process runs but a connection timed out"),
             }
         }
@@ -824,24 +844,28 @@ impl Runner {
 }
 
 fn find_runuser() -> Option<PathBuf> {
-    ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser", "/bin/runuser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| is_executable(p))
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|path| {
-                std::env::split_paths(&path)
-                    .map(|d| d.join("runuser"))
-                    .find(|p| is_executable(p))
-            })
+    [
+        "/usr/sbin/runuser",
+        "/sbin/runuser",
+        "/usr/bin/runuser",
+        "/bin/runuser",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| is_executable(p))
+    .or_else(|| {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("runuser"))
+                .find(|p| is_executable(p))
         })
+    })
 }
 
 fn shell_quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@".contains(c))
     {
         return s.into_owned();
@@ -1098,12 +1122,8 @@ fn is_initialized(data_dir: &Path) -> bool {
 // ----- ports, pid file, log, connections ---------------------------------------------------------
 
 fn pick_free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(io_err("127.0.0.1:0"))?;
-    let port = listener
-        .local_addr()
-        .map_err(io_err("127.0.0.1:0"))?
-        .port();
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io_err("127.0.0.1:0"))?;
+    let port = listener.local_addr().map_err(io_err("127.0.0.1:0"))?.port();
     drop(listener);
     Ok(port)
 }
@@ -1126,13 +1146,15 @@ fn read_pid_file(data_dir: &Path) -> Option<PidFile> {
     Some(PidFile { pid, port })
 }
 
-/// `Some(true)` if `pid` is a running postgres process, `Some(false)` if it is gone, a zombie
-/// (a killed postmaster not yet reaped) or another program, `None` if there is no `/proc`.
-fn process_is_postgres(pid: i64) -> Option<bool> {
+/// Whether `pid` is this data directory's live postmaster: `Some(false)` if the process is gone,
+/// a zombie (a killed postmaster not yet reaped by its parent), another program, or a postgres
+/// process working in another data directory (a reused pid); `None` if there is no `/proc`.
+fn is_our_postmaster(pid: i64, data_dir: &Path) -> Option<bool> {
     if !Path::new("/proc/self").exists() {
         return None;
     }
-    let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", pid.abs())) else {
+    let proc_dir = PathBuf::from(format!("/proc/{}", pid.unsigned_abs()));
+    let Ok(stat) = fs::read_to_string(proc_dir.join("stat")) else {
         return Some(false);
     };
     // `pid (comm) state …`; comm may hold spaces and parentheses, so split at the last `)`.
@@ -1141,8 +1163,41 @@ fn process_is_postgres(pid: i64) -> Option<bool> {
     };
     let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
     let state = rest.split_whitespace().next().unwrap_or("");
-    let alive = !matches!(state, "Z" | "X" | "x");
-    Some(alive && (comm == "postgres" || comm == "postmaster"))
+    if matches!(state, "Z" | "X" | "x") || !(comm == "postgres" || comm == "postmaster") {
+        return Some(false);
+    }
+    // The postmaster works in its data directory; unreadable (another user's process) proves
+    // nothing, so only a readable, different working directory counts as foreign.
+    match (
+        fs::read_link(proc_dir.join("cwd")),
+        fs::canonicalize(data_dir),
+    ) {
+        (Ok(cwd), Ok(data)) => Some(cwd == data),
+        _ => Some(true),
+    }
+}
+
+/// Removes socket and socket-lock files (`.s.PGSQL.<port>[.lock]`) left in the private socket
+/// directory by a server that was killed. Only called while the cluster is known to be down.
+fn clear_stale_sockets(socket_dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(socket_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(socket_dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(socket_dir))?;
+        if entry.file_name().to_string_lossy().starts_with(".s.PGSQL.") {
+            let path = entry.path();
+            debug!(path = %path.display(), "removing a stale socket file");
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(path)(e)),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -1167,8 +1222,8 @@ fn read_log_tail(path: &Path, offset: u64) -> String {
 }
 
 fn connection_url(user: &str, port: u16, database: &str) -> String {
-    let mut url = url::Url::parse(&format!("postgres://127.0.0.1:{port}/{database}"))
-        .expect("a valid URL");
+    let mut url =
+        url::Url::parse(&format!("postgres://127.0.0.1:{port}/{database}")).expect("a valid URL");
     let _ = url.set_username(user);
     url.to_string()
 }

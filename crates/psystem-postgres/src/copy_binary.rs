@@ -124,7 +124,9 @@ impl ValueError {
     fn into_error(self, column: &str, row: usize) -> DestinationError {
         match self {
             ValueError::Nul => DestinationError::NulInText { column: column.to_string(), row },
-            ValueError::OutOfRange(detail) => DestinationError::ValueOutOfRange { column: column.to_string(), row, detail },
+            ValueError::OutOfRange(detail) => {
+                DestinationError::ValueOutOfRange { column: column.to_string(), row, detail }
+            }
         }
     }
 }
@@ -277,9 +279,11 @@ impl<'a> Column<'a> {
             }
             Column::Timestamp(_, values, unit) => {
                 let v = values[row];
-                let micros = to_micros(v, *unit)
-                    .and_then(|m| m.checked_sub(PG_EPOCH_MICROS))
-                    .ok_or_else(|| ValueError::OutOfRange(format!("timestamp {v} ({unit:?} since 1970-01-01) is out of range for PostgreSQL")))?;
+                let micros = to_micros(v, *unit).and_then(|m| m.checked_sub(PG_EPOCH_MICROS)).ok_or_else(|| {
+                    ValueError::OutOfRange(format!(
+                        "timestamp {v} ({unit:?} since 1970-01-01) is out of range for PostgreSQL"
+                    ))
+                })?;
                 put_i64(out, micros);
             }
             Column::Time32(_, values, unit) => {
@@ -289,7 +293,8 @@ impl<'a> Column<'a> {
             }
             Column::Time64(_, values, unit) => {
                 let v = values[row];
-                let micros = to_micros(v, *unit).ok_or_else(|| ValueError::OutOfRange(format!("time {v} ({unit:?}) is out of range")))?;
+                let micros = to_micros(v, *unit)
+                    .ok_or_else(|| ValueError::OutOfRange(format!("time {v} ({unit:?}) is out of range")))?;
                 put_time(out, micros, v, *unit)?;
             }
         }
@@ -310,7 +315,9 @@ fn to_micros(v: i64, unit: TimeUnit) -> Option<i64> {
 fn put_time(out: &mut BytesMut, micros: i64, raw: i64, unit: TimeUnit) -> Result<(), ValueError> {
     const DAY: i64 = 86_400_000_000;
     if !(0..=DAY).contains(&micros) {
-        return Err(ValueError::OutOfRange(format!("time of day {raw} ({unit:?} since midnight) is not between 00:00 and 24:00")));
+        return Err(ValueError::OutOfRange(format!(
+            "time of day {raw} ({unit:?} since midnight) is not between 00:00 and 24:00"
+        )));
     }
     put_i64(out, micros);
     Ok(())
@@ -339,8 +346,9 @@ fn put_text(out: &mut BytesMut, s: &str) -> Result<(), ValueError> {
 }
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) -> Result<(), ValueError> {
-    let len = i32::try_from(b.len())
-        .map_err(|_| ValueError::OutOfRange(format!("a value of {} bytes is larger than PostgreSQL can store (1 GB)", b.len())))?;
+    let len = i32::try_from(b.len()).map_err(|_| {
+        ValueError::OutOfRange(format!("a value of {} bytes is larger than PostgreSQL can store (1 GB)", b.len()))
+    })?;
     out.put_i32(len);
     out.put_slice(b);
     Ok(())
@@ -406,7 +414,8 @@ mod tests {
 
     #[test]
     fn header_rows_trailer() {
-        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Utf8, true)]));
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Utf8, true)]));
         let batch = RecordBatch::try_new(
             schema,
             vec![Arc::new(Int32Array::from(vec![Some(7), None])), Arc::new(StringArray::from(vec![None, Some("hi")]))],
@@ -448,7 +457,10 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Decimal128(5, 1), true)]));
         let arr = arrow_array::Decimal128Array::from(vec![1i128]).with_precision_and_scale(5, 1).unwrap();
         let batch = RecordBatch::try_new(schema, vec![Arc::new(arr)]).unwrap();
-        assert!(matches!(encode_copy_binary(&batch, &mut BytesMut::new()), Err(DestinationError::UnsupportedType { .. })));
+        assert!(matches!(
+            encode_copy_binary(&batch, &mut BytesMut::new()),
+            Err(DestinationError::UnsupportedType { .. })
+        ));
         let _ = UInt64Array::from(vec![1u64]);
     }
 }

@@ -31,7 +31,7 @@ use bytes::BytesMut;
 use psystem_core::{Counters, JobState, LoadMode, TableRef};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 use tracing::{debug, info, warn};
 
 use crate::copy_binary::CopyEncoder;
@@ -40,6 +40,8 @@ use crate::ledger::{migrate, LoadRecord, LOAD_COLUMNS};
 use crate::types::{catalog_type_name, compatible, pg_type};
 use crate::{redact_url, DestinationError};
 
+/// How long connecting to the database may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of encoded COPY data sent to the server at a time.
 const COPY_CHUNK: usize = 1 << 20;
 /// The first key of the session advisory locks taken by [`Destination::try_lock_job`] (`'psys'`).
@@ -117,13 +119,21 @@ impl Destination {
         let connect_err = |source| DestinationError::Connect { url: redacted_url.clone(), source };
         let options: PgConnectOptions = url.parse().map_err(connect_err)?;
         let options = options.application_name("psystem");
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+        // One direct connection first: it fails fast on a wrong URL (the pool would retry until its timeout),
+        // and it migrates the ledger.
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
             .await
+            .unwrap_or_else(|_| {
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                )))
+            })
             .map_err(connect_err)?;
-        let destination = Destination::from_pool(pool, &redacted_url).await?;
+        migrate(&mut conn).await?;
+        let _ = conn.close().await;
+        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(options);
+        let destination = Destination { pool, redacted_url: redacted_url.clone() };
         info!(url = %redacted_url, "Connected to the destination database.");
         Ok(destination)
     }
@@ -132,10 +142,8 @@ impl Destination {
     /// `url_for_messages` is only used in messages and is redacted again here.
     pub async fn from_pool(pool: PgPool, url_for_messages: &str) -> Result<Destination, DestinationError> {
         let redacted_url = redact_url(url_for_messages);
-        let mut conn = pool
-            .acquire()
-            .await
-            .map_err(|source| DestinationError::Connect { url: redacted_url.clone(), source })?;
+        let mut conn =
+            pool.acquire().await.map_err(|source| DestinationError::Connect { url: redacted_url.clone(), source })?;
         migrate(&mut conn).await?;
         Ok(Destination { pool, redacted_url })
     }
@@ -217,7 +225,10 @@ impl Destination {
                                 create_table(&mut tx, &staging, &spec).await?;
                             }
                             None => {
-                                return Err(DestinationError::StagingMissing { load_id: record.id, staging: staging.to_string() })
+                                return Err(DestinationError::StagingMissing {
+                                    load_id: record.id,
+                                    staging: staging.to_string(),
+                                })
                             }
                         }
                         Some(staging)
@@ -227,11 +238,13 @@ impl Destination {
                         None
                     }
                 };
-                sqlx::query("UPDATE psystem.loads SET state = 'running', last_error = NULL, updated_at = now() WHERE id = $1")
-                    .bind(record.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(DestinationError::db(ctx("mark the load running")))?;
+                sqlx::query(
+                    "UPDATE psystem.loads SET state = 'running', last_error = NULL, updated_at = now() WHERE id = $1",
+                )
+                .bind(record.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(DestinationError::db(ctx("mark the load running")))?;
                 info!(load_id = record.id, job_key = %spec.job_key, pages = record.counters.pages, rows = record.counters.rows, "Load resumed.");
                 LoadHandle {
                     load_id: record.id,
@@ -302,7 +315,15 @@ impl Destination {
                     }
                 };
                 info!(load_id, job_key = %spec.job_key, table = %spec.table, mode = %spec.mode, "Load started.");
-                LoadHandle { load_id, position: None, counters: Counters::default(), resumed: false, total_rows: None, staging, spec }
+                LoadHandle {
+                    load_id,
+                    position: None,
+                    counters: Counters::default(),
+                    resumed: false,
+                    total_rows: None,
+                    staging,
+                    spec,
+                }
             }
         };
         tx.commit().await.map_err(DestinationError::db(ctx("commit")))?;
@@ -315,8 +336,14 @@ impl Destination {
     ///
     /// A zero-row batch still commits the checkpoint. The batch must have the load's schema
     /// ([`DestinationError::BatchSchemaMismatch`]); the load must still be `running` in the ledger
-    /// ([`DestinationError::LoadNotActive`] when another process cancelled or restarted it). On any error
-    /// nothing of the page is committed.
+    /// ([`DestinationError::LoadNotActive`] when another process cancelled or restarted it), and the handle must
+    /// know every page committed so far ([`DestinationError::StaleHandle`] when pages were committed through
+    /// another handle of the same load). On any error nothing of the page is committed.
+    ///
+    /// When the commit's answer is lost (the connection drops during `COMMIT`), the page may or may not be
+    /// committed: do not retry with the same handle, open the load again — the ledger is the truth, and the
+    /// handle's page count makes a blind retry fail with [`DestinationError::StaleHandle`] instead of writing the
+    /// page twice.
     pub async fn commit_page(
         &self,
         load: &mut LoadHandle,
@@ -336,7 +363,7 @@ impl Destination {
         let total_rows_i64 = total_rows.map(|t| to_i64(t, "total_rows", &spec.job_key)).transpose()?;
 
         let mut tx = self.pool.begin().await.map_err(DestinationError::db(ctx("begin")))?;
-        lock_running_load(&mut tx, load_id).await?;
+        lock_running_load(&mut tx, load).await?;
 
         let columns = column_list(&spec.schema);
         match spec.mode {
@@ -357,11 +384,17 @@ impl Destination {
                 let mut defs = column_defs(&spec.schema)?;
                 defs.push(format!("{} bigint GENERATED ALWAYS AS IDENTITY", quote_ident(&ord)));
                 let create = format!("CREATE TEMP TABLE {MERGE_TEMP_TABLE} ({}) ON COMMIT DROP", defs.join(", "));
-                sqlx::raw_sql(&create).execute(&mut *tx).await.map_err(DestinationError::db(ctx("create the merge table")))?;
+                (&mut *tx)
+                    .execute(create.as_str())
+                    .await
+                    .map_err(DestinationError::db(ctx("create the merge table")))?;
                 let sql = format!("COPY pg_temp.{MERGE_TEMP_TABLE} ({columns}) FROM STDIN (FORMAT binary)");
                 copy_in(&mut tx, &sql, &encoder, &ctx("COPY into the merge table")).await?;
                 let upsert = merge_sql(spec, &ord);
-                let merged = sqlx::raw_sql(&upsert).execute(&mut *tx).await.map_err(DestinationError::db(ctx("merge by primary key")))?;
+                let merged = (&mut *tx)
+                    .execute(upsert.as_str())
+                    .await
+                    .map_err(DestinationError::db(ctx("merge by primary key")))?;
                 debug!(load_id, rows_changed = merged.rows_affected(), "Page merged.");
             }
         }
@@ -408,7 +441,7 @@ impl Destination {
         let spec = &load.spec;
         let ctx = |what: &str| format!("finishing load #{load_id} into {}: {what}", spec.table);
         let mut tx = self.pool.begin().await.map_err(DestinationError::db(ctx("begin")))?;
-        lock_running_load(&mut tx, load_id).await?;
+        lock_running_load(&mut tx, load).await?;
         if spec.mode == LoadMode::Replace {
             let staging = load.staging.as_ref().ok_or_else(|| DestinationError::CorruptLedger {
                 load_id,
@@ -419,7 +452,7 @@ impl Destination {
             }
             drop_table_if_exists(&mut tx, &spec.table).await?;
             let rename = format!("ALTER TABLE {} RENAME TO {}", quote_table(staging), quote_ident(&spec.table.name));
-            sqlx::raw_sql(&rename).execute(&mut *tx).await.map_err(DestinationError::db(ctx("rename the staging table")))?;
+            (&mut *tx).execute(rename.as_str()).await.map_err(DestinationError::db(ctx("rename the staging table")))?;
             rename_primary_key(&mut tx, &spec.table).await?;
         }
         sqlx::query(
@@ -438,7 +471,12 @@ impl Destination {
     /// (`None` clears it). `completed` and `cancelled` set `finished_at`; `cancelled` also drops the staging
     /// table of a `replace` load. To complete a load use [`Destination::finish_load`], which also swaps in a
     /// `replace` table. `last_error` must not contain secrets (it is stored in the ledger).
-    pub async fn set_state(&self, load_id: i64, state: JobState, last_error: Option<&str>) -> Result<(), DestinationError> {
+    pub async fn set_state(
+        &self,
+        load_id: i64,
+        state: JobState,
+        last_error: Option<&str>,
+    ) -> Result<(), DestinationError> {
         let ctx = |what: &str| format!("setting load #{load_id} to {state}: {what}");
         let mut tx = self.pool.begin().await.map_err(DestinationError::db(ctx("begin")))?;
         let row = sqlx::query(
@@ -715,7 +753,12 @@ fn merge_sql(spec: &LoadSpec, ord: &str) -> String {
 
 /// Streams the rows of `encoder` into `COPY … FROM STDIN (FORMAT binary)` in chunks of about 1 MiB. On any
 /// error the COPY is aborted (the caller's transaction then rolls back).
-async fn copy_in(conn: &mut PgConnection, sql: &str, encoder: &CopyEncoder<'_>, context: &str) -> Result<u64, DestinationError> {
+async fn copy_in(
+    conn: &mut PgConnection,
+    sql: &str,
+    encoder: &CopyEncoder<'_>,
+    context: &str,
+) -> Result<u64, DestinationError> {
     let mut copy = conn.copy_in_raw(sql).await.map_err(DestinationError::db(context))?;
     let mut buf = BytesMut::with_capacity(COPY_CHUNK + COPY_CHUNK / 4);
     CopyEncoder::write_header(&mut buf);
@@ -744,18 +787,29 @@ async fn copy_in(conn: &mut PgConnection, sql: &str, encoder: &CopyEncoder<'_>, 
     copy.finish().await.map_err(DestinationError::db(context))
 }
 
-/// Locks the load row for the transaction and checks that the load is `running`.
-async fn lock_running_load(conn: &mut PgConnection, load_id: i64) -> Result<(), DestinationError> {
-    let state: Option<Option<String>> = sqlx::query_scalar("SELECT state FROM psystem.loads WHERE id = $1 FOR UPDATE")
+/// Locks the load row for the transaction and checks that the load is `running` and that the handle knows
+/// all its committed pages (so that a page is never written twice through two handles).
+async fn lock_running_load(conn: &mut PgConnection, load: &LoadHandle) -> Result<(), DestinationError> {
+    let load_id = load.load_id;
+    let row = sqlx::query("SELECT state, pages FROM psystem.loads WHERE id = $1 FOR UPDATE")
         .bind(load_id)
         .fetch_optional(&mut *conn)
         .await
-        .map_err(DestinationError::db(format!("locking load #{load_id} in the ledger")))?;
-    match state {
-        None => Err(DestinationError::LoadNotFound { load_id }),
-        Some(Some(s)) if s == "running" => Ok(()),
-        Some(s) => Err(DestinationError::LoadNotActive { load_id, state: s.unwrap_or_default() }),
+        .map_err(DestinationError::db(format!("locking load #{load_id} in the ledger")))?
+        .ok_or(DestinationError::LoadNotFound { load_id })?;
+    let state: Option<String> = row.get("state");
+    let pages: i64 = row.get("pages");
+    if state.as_deref() != Some("running") {
+        return Err(DestinationError::LoadNotActive { load_id, state: state.unwrap_or_default() });
     }
+    if pages.max(0) as u64 != load.counters.pages {
+        return Err(DestinationError::StaleHandle {
+            load_id,
+            expected: load.counters.pages,
+            found: pages.max(0) as u64,
+        });
+    }
+    Ok(())
 }
 
 /// Creates the schema unless it exists (checked first: `CREATE SCHEMA IF NOT EXISTS` needs the right to
@@ -768,7 +822,10 @@ async fn ensure_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Dest
         .map_err(DestinationError::db(format!("looking up schema {schema:?}")))?;
     if !exists {
         let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
-        sqlx::raw_sql(&sql).execute(&mut *conn).await.map_err(DestinationError::db(format!("creating schema {schema:?}")))?;
+        (&mut *conn)
+            .execute(sql.as_str())
+            .await
+            .map_err(DestinationError::db(format!("creating schema {schema:?}")))?;
         info!(schema, "Schema created.");
     }
     Ok(())
@@ -799,14 +856,14 @@ async fn create_table(conn: &mut PgConnection, table: &TableRef, spec: &LoadSpec
         defs.push(format!("PRIMARY KEY ({pk})"));
     }
     let sql = format!("CREATE TABLE IF NOT EXISTS {} ({})", quote_table(table), defs.join(", "));
-    sqlx::raw_sql(&sql).execute(&mut *conn).await.map_err(DestinationError::db(format!("creating table {table}")))?;
+    (&mut *conn).execute(sql.as_str()).await.map_err(DestinationError::db(format!("creating table {table}")))?;
     info!(%table, "Table created.");
     Ok(())
 }
 
 async fn drop_table_if_exists(conn: &mut PgConnection, table: &TableRef) -> Result<(), DestinationError> {
     let sql = format!("DROP TABLE IF EXISTS {}", quote_table(table));
-    sqlx::raw_sql(&sql).execute(&mut *conn).await.map_err(DestinationError::db(format!("dropping table {table}")))?;
+    (&mut *conn).execute(sql.as_str()).await.map_err(DestinationError::db(format!("dropping table {table}")))?;
     Ok(())
 }
 
@@ -819,7 +876,10 @@ async fn table_oid_exists(conn: &mut PgConnection, table: &TableRef) -> Result<O
 }
 
 /// The columns (name, `format_type`) of a table, `None` when it does not exist.
-async fn table_columns(conn: &mut PgConnection, table: &TableRef) -> Result<Option<Vec<(String, String)>>, DestinationError> {
+async fn table_columns(
+    conn: &mut PgConnection,
+    table: &TableRef,
+) -> Result<Option<Vec<(String, String)>>, DestinationError> {
     if table_oid_exists(conn, table).await?.is_none() {
         return Ok(None);
     }
@@ -880,19 +940,30 @@ async fn has_unique_key(conn: &mut PgConnection, table: &TableRef, keys: &[Strin
 /// After a swap, renames the primary-key constraint inherited from the staging table to `<table>_pkey`
 /// (unless that name is taken).
 async fn rename_primary_key(conn: &mut PgConnection, table: &TableRef) -> Result<(), DestinationError> {
-    let current: Option<String> =
-        sqlx::query_scalar("SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'")
-            .bind(quote_table(table))
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(DestinationError::db(format!("reading the primary key of {table}")))?;
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'",
+    )
+    .bind(quote_table(table))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(DestinationError::db(format!("reading the primary key of {table}")))?;
     let Some(current) = current else { return Ok(()) };
     let wanted = ident_with_suffix(&table.name, "_pkey");
-    if current == wanted || table_oid_exists(conn, &TableRef::new(table.schema.clone(), wanted.clone())).await?.is_some() {
+    if current == wanted
+        || table_oid_exists(conn, &TableRef::new(table.schema.clone(), wanted.clone())).await?.is_some()
+    {
         return Ok(());
     }
-    let sql = format!("ALTER TABLE {} RENAME CONSTRAINT {} TO {}", quote_table(table), quote_ident(&current), quote_ident(&wanted));
-    sqlx::raw_sql(&sql).execute(&mut *conn).await.map_err(DestinationError::db(format!("renaming the primary key of {table}")))?;
+    let sql = format!(
+        "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+        quote_table(table),
+        quote_ident(&current),
+        quote_ident(&wanted)
+    );
+    (&mut *conn)
+        .execute(sql.as_str())
+        .await
+        .map_err(DestinationError::db(format!("renaming the primary key of {table}")))?;
     Ok(())
 }
 
@@ -911,7 +982,10 @@ mod tests {
             table: TableRef::new("public", "T"),
             mode,
             primary_key: pk.iter().map(|s| s.to_string()).collect(),
-            schema: Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("v", DataType::Utf8, true)])),
+            schema: Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("v", DataType::Utf8, true),
+            ])),
         }
     }
 

@@ -163,6 +163,18 @@ pub enum DestinationError {
         state: String,
     },
 
+    /// The handle is behind the ledger: pages were committed through another handle, or the answer to a commit
+    /// was lost; nothing was written.
+    #[error("load #{load_id} has {found} committed pages in the ledger, this handle knows {expected}; another process may be writing this load, or the answer to a commit was lost — open the load again to continue from the ledger's checkpoint")]
+    StaleHandle {
+        /// The load id.
+        load_id: i64,
+        /// The pages the handle knows.
+        expected: u64,
+        /// The pages recorded in the ledger.
+        found: u64,
+    },
+
     /// The staging table of a `replace` load is gone, so its committed pages are lost.
     #[error("the staging table {staging} of load #{load_id} no longer exists; its committed pages are lost — restart the job")]
     StagingMissing {

@@ -14,7 +14,7 @@
 use chrono::{DateTime, Utc};
 use psystem_core::{Counters, JobState, LoadMode, TableRef};
 use sqlx::postgres::PgRow;
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{Connection, Executor, PgConnection, Row};
 use tracing::info;
 
 use crate::DestinationError;
@@ -67,15 +67,26 @@ pub const LEDGER_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 pub async fn migrate(conn: &mut PgConnection) -> Result<usize, DestinationError> {
     let bookkeeping = |source| DestinationError::Migrate { version: 0, source };
     let mut tx = conn.begin().await.map_err(bookkeeping)?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut *tx).await.map_err(bookkeeping)?;
-    sqlx::raw_sql(
-        "CREATE SCHEMA IF NOT EXISTS psystem; \
-         CREATE TABLE IF NOT EXISTS psystem.schema_migrations (\
-             version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(bookkeeping)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *tx)
+        .await
+        .map_err(bookkeeping)?;
+    // `CREATE SCHEMA IF NOT EXISTS` needs the right to create schemas even when the schema exists: look first.
+    let has_schema: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'psystem')")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(bookkeeping)?;
+    if !has_schema {
+        (&mut *tx).execute("CREATE SCHEMA psystem").await.map_err(bookkeeping)?;
+    }
+    (&mut *tx)
+        .execute(
+            "CREATE TABLE IF NOT EXISTS psystem.schema_migrations (\
+                 version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(bookkeeping)?;
     let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM psystem.schema_migrations ORDER BY version")
         .fetch_all(&mut *tx)
         .await
@@ -91,7 +102,7 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<usize, DestinationError>
             continue;
         }
         let err = |source| DestinationError::Migrate { version, source };
-        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(err)?;
+        (&mut *tx).execute(sql).await.map_err(err)?;
         sqlx::query("INSERT INTO psystem.schema_migrations (version, applied_at) VALUES ($1, now())")
             .bind(version)
             .execute(&mut *tx)
@@ -143,7 +154,8 @@ pub struct LoadRecord {
 }
 
 /// The columns [`LoadRecord::from_row`] reads, for `SELECT … FROM psystem.loads l LEFT JOIN psystem.checkpoints c`.
-pub(crate) const LOAD_COLUMNS: &str = "l.id, l.job_key, COALESCE(l.plugin, '') AS plugin, COALESCE(l.entry, '') AS entry, \
+pub(crate) const LOAD_COLUMNS: &str =
+    "l.id, l.job_key, COALESCE(l.plugin, '') AS plugin, COALESCE(l.entry, '') AS entry, \
      COALESCE(l.source_kind, '') AS source_kind, COALESCE(l.target_schema, '') AS target_schema, \
      COALESCE(l.target_table, '') AS target_table, COALESCE(l.mode, '') AS mode, COALESCE(l.state, '') AS state, \
      l.total_rows, l.pages, l.rows, l.bytes, l.started_at, l.updated_at, l.finished_at, l.last_error, \
@@ -151,7 +163,8 @@ pub(crate) const LOAD_COLUMNS: &str = "l.id, l.job_key, COALESCE(l.plugin, '') A
 
 impl LoadRecord {
     pub(crate) fn from_row(row: &PgRow) -> Result<LoadRecord, DestinationError> {
-        let get_err = |source| DestinationError::Database { context: "reading the ledger (psystem.loads)".into(), source };
+        let get_err =
+            |source| DestinationError::Database { context: "reading the ledger (psystem.loads)".into(), source };
         let id: i64 = row.try_get("id").map_err(get_err)?;
         let corrupt = |detail: String| DestinationError::CorruptLedger { load_id: id, detail };
         let mode: String = row.try_get("mode").map_err(get_err)?;

@@ -55,7 +55,7 @@ fn redact_key_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(eq) = rest.find('=') {
-        let key = rest[..eq].rsplit(|c: char| c.is_whitespace()).next().unwrap_or("").trim();
+        let key = rest[..eq].trim_end().rsplit(char::is_whitespace).next().unwrap_or("");
         out.push_str(&rest[..=eq]);
         rest = &rest[eq + 1..];
         let rest_trim = rest.trim_start();
@@ -91,7 +91,10 @@ mod tests {
     fn url_password() {
         assert_eq!(redact_url("postgres://u:p%40ss@h:1/d"), "postgres://u:***@h:1/d");
         assert_eq!(redact_url("postgresql://u@h/d"), "postgresql://u@h/d");
-        assert_eq!(redact_url("postgres://h/d?user=u&password=pw&sslmode=disable"), "postgres://h/d?user=u&password=***&sslmode=disable");
+        assert_eq!(
+            redact_url("postgres://h/d?user=u&password=pw&sslmode=disable"),
+            "postgres://h/d?user=u&password=***&sslmode=disable"
+        );
     }
 
     #[test]

@@ -104,7 +104,21 @@ mod tests {
         assert_eq!(f(DataType::Timestamp(TimeUnit::Second, None)), "timestamp");
         assert_eq!(f(DataType::Time32(TimeUnit::Millisecond)), "time");
         assert_eq!(f(DataType::Null), "text");
-        for t in ["smallint", "integer", "bigint", "numeric(20,0)", "real", "double precision", "boolean", "text", "bytea", "date", "timestamptz", "timestamp", "time"] {
+        for t in [
+            "smallint",
+            "integer",
+            "bigint",
+            "numeric(20,0)",
+            "real",
+            "double precision",
+            "boolean",
+            "text",
+            "bytea",
+            "date",
+            "timestamptz",
+            "timestamp",
+            "time",
+        ] {
             assert_ne!(catalog_type_name(t), "unknown", "{t}");
         }
     }

@@ -56,7 +56,10 @@ impl Drop for StopGuard {
         let (Some(data_dir), Some(bin_dir)) = (field("data_dir"), field("bin_dir")) else {
             return;
         };
-        let run_as = state.get("run_as").and_then(|v| v.as_str()).map(str::to_string);
+        let run_as = state
+            .get("run_as")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         let pg_ctl = bin_dir.join("pg_ctl");
         let mut cmd = match run_as {
             Some(user) if is_root() => {
@@ -118,7 +121,9 @@ async fn lifecycle_keeps_port_and_data() {
     let cluster = LocalCluster::new(home);
 
     let before = cluster.status().await.expect("status before init");
-    assert!(!before.initialized && !before.running && before.port.is_none() && before.url.is_none());
+    assert!(
+        !before.initialized && !before.running && before.port.is_none() && before.url.is_none()
+    );
     assert!(matches!(
         cluster.url(),
         Err(ClusterError::NotInitialized { .. })
@@ -168,12 +173,17 @@ async fn lifecycle_keeps_port_and_data() {
     let status = cluster.status().await.expect("status after down");
     assert!(status.initialized && !status.running, "{status:?}");
     assert_eq!(status.port, Some(port));
-    assert!(PgConnection::connect(&url).await.is_err(), "server still answers");
+    assert!(
+        PgConnection::connect(&url).await.is_err(),
+        "server still answers"
+    );
     assert!(!cluster.down().await.expect("down again").running);
 
     let up = cluster.up().await.expect("up after down");
     assert_eq!(assert_running(&up), port, "a free saved port is reused");
-    let mut conn = PgConnection::connect(&url).await.expect("connect after restart");
+    let mut conn = PgConnection::connect(&url)
+        .await
+        .expect("connect after restart");
     let name: String = sqlx::query_scalar("select name from kept where id = 1")
         .fetch_one(&mut conn)
         .await
@@ -242,7 +252,9 @@ async fn private_home_uses_var_lib_when_root() {
 fn process_alive(pid: &str) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !matches!(
-            stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()),
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next()),
             Some("Z") | Some("X")
         ),
         Err(_) => false,
@@ -301,7 +313,10 @@ async fn stale_postmaster_pid_does_not_block_up() {
     assert!(up.data_dir.join("postmaster.pid").exists());
     let status = cluster.status().await.expect("status after kill");
     assert!(status.initialized && !status.running, "{status:?}");
-    let up = cluster.up().await.expect("up over a killed server's postmaster.pid");
+    let up = cluster
+        .up()
+        .await
+        .expect("up over a killed server's postmaster.pid");
     assert_eq!(assert_running(&up), port);
     assert_eq!(select_one(&url).await, 1);
     cluster.down().await.expect("down");
@@ -315,8 +330,12 @@ async fn stale_postmaster_pid_does_not_block_up() {
     fs::write(&pid_file, lines.join("\n") + "\n").unwrap();
     if is_root() {
         let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-        std::os::unix::fs::chown(&pid_file, Some(postgres.uid.as_raw()), Some(postgres.gid.as_raw()))
-            .unwrap();
+        std::os::unix::fs::chown(
+            &pid_file,
+            Some(postgres.uid.as_raw()),
+            Some(postgres.gid.as_raw()),
+        )
+        .unwrap();
     }
     let result = cluster.up().await;
     let _ = sleeper.kill();
@@ -325,6 +344,27 @@ async fn stale_postmaster_pid_does_not_block_up() {
     assert_eq!(assert_running(&up), port);
     assert_eq!(select_one(&url).await, 1);
     cluster.down().await.expect("down");
+
+    // 3. postmaster.pid naming the postmaster of another cluster (same OS user, same program).
+    let other_tmp = traversable_home();
+    let _other_guard = StopGuard::new(other_tmp.path());
+    let other = LocalCluster::new(other_tmp.path());
+    let other_up = other.up().await.expect("up of a second cluster");
+    let other_pid = fs::read_to_string(other_up.data_dir.join("postmaster.pid")).unwrap();
+    lines[0] = other_pid.lines().next().unwrap().to_string();
+    fs::write(&pid_file, lines.join("\n") + "\n").unwrap();
+    let up = cluster
+        .up()
+        .await
+        .expect("up over a postmaster.pid naming another cluster's server");
+    assert_eq!(assert_running(&up), port);
+    assert_eq!(select_one(&url).await, 1);
+    assert!(
+        other.status().await.unwrap().running,
+        "the other cluster is left alone"
+    );
+    cluster.down().await.expect("down");
+    other.down().await.expect("down of the second cluster");
 }
 
 #[tokio::test]
@@ -392,7 +432,12 @@ fn empty_pg_bin_folder_reports_missing_binaries() {
     // this process, where other tests run in parallel.
     let empty = tempfile::tempdir().unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["missing_binaries_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "missing_binaries_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("PSYSTEM_PG_BIN", empty.path())
         .env(CHILD_MARKER, "1")
         .output()
@@ -400,6 +445,9 @@ fn empty_pg_bin_folder_reports_missing_binaries() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("child checked the missing binaries"), "{stdout}");
+    assert!(
+        stdout.contains("child checked the missing binaries"),
+        "{stdout}"
+    );
     assert!(stdout.contains("1 passed"), "{stdout}");
 }

@@ -64,11 +64,27 @@ fn all_types_batch() -> RecordBatch {
     add("u16", DataType::UInt16, Arc::new(UInt16Array::from(vec![Some(1), Some(0), None, Some(u16::MAX)])));
     add("u32", DataType::UInt32, Arc::new(UInt32Array::from(vec![Some(1), Some(0), None, Some(u32::MAX)])));
     add("u64", DataType::UInt64, Arc::new(UInt64Array::from(vec![Some(10_000), Some(0), None, Some(u64::MAX)])));
-    add("f32", DataType::Float32, Arc::new(Float32Array::from(vec![Some(1.5), Some(f32::MIN_POSITIVE), None, Some(f32::INFINITY)])));
-    add("f64", DataType::Float64, Arc::new(Float64Array::from(vec![Some(std::f64::consts::PI), Some(-0.0), None, Some(f64::MAX)])));
+    add(
+        "f32",
+        DataType::Float32,
+        Arc::new(Float32Array::from(vec![Some(1.5), Some(f32::MIN_POSITIVE), None, Some(f32::INFINITY)])),
+    );
+    add(
+        "f64",
+        DataType::Float64,
+        Arc::new(Float64Array::from(vec![Some(std::f64::consts::PI), Some(-0.0), None, Some(f64::MAX)])),
+    );
     add("b", DataType::Boolean, Arc::new(BooleanArray::from(vec![Some(true), Some(false), None, Some(true)])));
-    add("s", DataType::Utf8, Arc::new(StringArray::from(vec![Some(TRICKY[0]), Some(TRICKY[1]), None, Some(TRICKY[5])])));
-    add("ls", DataType::LargeUtf8, Arc::new(LargeStringArray::from(vec![Some(TRICKY[2]), Some(TRICKY[3]), None, Some(TRICKY[6])])));
+    add(
+        "s",
+        DataType::Utf8,
+        Arc::new(StringArray::from(vec![Some(TRICKY[0]), Some(TRICKY[1]), None, Some(TRICKY[5])])),
+    );
+    add(
+        "ls",
+        DataType::LargeUtf8,
+        Arc::new(LargeStringArray::from(vec![Some(TRICKY[2]), Some(TRICKY[3]), None, Some(TRICKY[6])])),
+    );
     let mut sv = StringViewBuilder::new();
     sv.append_value(TRICKY[4]);
     sv.append_value("a string longer than twelve bytes, stored out of line 🧬");
@@ -94,9 +110,19 @@ fn all_types_batch() -> RecordBatch {
     add(
         "d",
         DataType::Date32,
-        Arc::new(Date32Array::from(vec![Some(days("2024-02-29")), Some(days("1900-01-01")), None, Some(days("1970-01-01"))])),
+        Arc::new(Date32Array::from(vec![
+            Some(days("2024-02-29")),
+            Some(days("1900-01-01")),
+            None,
+            Some(days("1970-01-01")),
+        ])),
     );
-    for (name, unit) in [("s", TimeUnit::Second), ("ms", TimeUnit::Millisecond), ("us", TimeUnit::Microsecond), ("ns", TimeUnit::Nanosecond)] {
+    for (name, unit) in [
+        ("s", TimeUnit::Second),
+        ("ms", TimeUnit::Millisecond),
+        ("us", TimeUnit::Microsecond),
+        ("ns", TimeUnit::Nanosecond),
+    ] {
         let conv = |s: &str, extra_ns: i64| -> i64 {
             let us = micros(s);
             match unit {
@@ -132,12 +158,22 @@ fn all_types_batch() -> RecordBatch {
     add(
         "t32_s",
         DataType::Time32(TimeUnit::Second),
-        Arc::new(Time32SecondArray::from(vec![Some((time_micros(t_a) / 1_000_000) as i32), Some(0), None, Some(86_399)])),
+        Arc::new(Time32SecondArray::from(vec![
+            Some((time_micros(t_a) / 1_000_000) as i32),
+            Some(0),
+            None,
+            Some(86_399),
+        ])),
     );
     add(
         "t32_ms",
         DataType::Time32(TimeUnit::Millisecond),
-        Arc::new(Time32MillisecondArray::from(vec![Some((time_micros(t_a) / 1_000) as i32), Some(0), None, Some(86_399_999)])),
+        Arc::new(Time32MillisecondArray::from(vec![
+            Some((time_micros(t_a) / 1_000) as i32),
+            Some(0),
+            None,
+            Some(86_399_999),
+        ])),
     );
     add(
         "t64_us",
@@ -147,7 +183,12 @@ fn all_types_batch() -> RecordBatch {
     add(
         "t64_ns",
         DataType::Time64(TimeUnit::Nanosecond),
-        Arc::new(Time64NanosecondArray::from(vec![Some(time_micros(t_a) * 1_000 + 999), Some(0), None, Some(time_micros(t_b) * 1_000)])),
+        Arc::new(Time64NanosecondArray::from(vec![
+            Some(time_micros(t_a) * 1_000 + 999),
+            Some(0),
+            None,
+            Some(time_micros(t_b) * 1_000),
+        ])),
     );
     add("nothing", DataType::Null, Arc::new(NullArray::new(4)));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
@@ -190,7 +231,10 @@ async fn check_all_types(conn: &mut PgConnection, table: &str) {
     assert_eq!(r[1].get::<Option<String>, _>("ls").as_deref(), Some(TRICKY[3]));
     assert_eq!(r[3].get::<Option<String>, _>("ls").as_deref(), Some(""));
     assert_eq!(r[0].get::<Option<String>, _>("sv").as_deref(), Some(TRICKY[4]));
-    assert_eq!(r[1].get::<Option<String>, _>("sv").as_deref(), Some("a string longer than twelve bytes, stored out of line 🧬"));
+    assert_eq!(
+        r[1].get::<Option<String>, _>("sv").as_deref(),
+        Some("a string longer than twelve bytes, stored out of line 🧬")
+    );
     assert_eq!(r[3].get::<Option<String>, _>("sv").as_deref(), Some("NULL"));
     // Bytes.
     assert_eq!(r[0].get::<Option<Vec<u8>>, _>("bin"), Some(vec![0, 1, 2, 255]));
@@ -246,7 +290,10 @@ async fn check_all_types(conn: &mut PgConnection, table: &str) {
     .await
     .unwrap();
     assert_eq!(non_null, 0, "row 3 must be NULL in every column");
-    let null_col: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE nothing IS NOT NULL")).fetch_one(&mut *conn).await.unwrap();
+    let null_col: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE nothing IS NOT NULL"))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
     assert_eq!(null_col, 0);
 }
 

@@ -36,9 +36,9 @@ impl TestDb {
         let admin_url = admin_url_from_env();
         let name = format!("psystem_test_{:016x}", rand::random::<u64>());
         let url = database_url(&admin_url, &name);
-        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("cannot connect to the test server from {TEST_DATABASE_URL_ENV}: {e}")
-        });
+        let mut conn = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test server from {TEST_DATABASE_URL_ENV}: {e}"));
         conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
             .await
             .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));

@@ -63,10 +63,12 @@ pub async fn count(pool: &PgPool, table: &str) -> i64 {
 
 /// Names of tables that look like psystem staging tables.
 pub async fn staging_tables(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE tablename LIKE '%\\_\\_psystem\\_load\\_%' ORDER BY 1")
-        .fetch_all(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE tablename LIKE '%\\_\\_psystem\\_load\\_%' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 /// Whether a table exists.

@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
 use psystem_testkit::gho_server::GhoServer;
@@ -24,24 +25,32 @@ struct Args {
     port: u16,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
-    let server = GhoServer::start_on(&args.dir, args.port).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot serve {} on 127.0.0.1:{}: {e}",
-            args.dir.display(),
-            args.port
-        )
-    })?;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
+    let server = match GhoServer::start_on(&args.dir, args.port) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!(
+                "gho-server: cannot serve {} on 127.0.0.1:{}: {e}",
+                args.dir.display(),
+                args.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let banner = format!(
         "GHO OData test server: {} (serving {} indicators from {})",
         server.api_url(),
         server.indicators().len(),
         args.dir.display()
-    )?;
-    out.flush()?;
+    );
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{banner}")
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
     drop(out);
     loop {
         std::thread::park();
