@@ -163,10 +163,27 @@ fn main() -> ExitCode {
                 Some(api) if api.is_usage() => ExitCode::from(EXIT_USAGE),
                 _ => ExitCode::FAILURE,
             };
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             code
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the line already holds (sqlx repeats the
+/// server's message in its source).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -192,6 +209,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 source_url: args.source_url,
                 page_size: args.page_size,
                 restart: args.restart,
+                resume_load: None,
             };
             run_job(&api, req, &args.dest, json).await
         }

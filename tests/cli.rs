@@ -203,8 +203,9 @@ async fn ctrl_c_pauses_at_a_checkpoint_and_resume_finishes() {
 async fn kill_9_at_random_moments_then_resume_gives_the_uninterrupted_table() {
     use rand::Rng;
     let (server, _dir) = gho_server(&["WSH_8"]);
-    server.set_delay(Duration::from_millis(20));
+    server.set_delay(Duration::from_millis(40)); // 17 pages: a load takes about a second
     let mut rng = rand::rng();
+    let mut killed_mid_load = 0;
     for round in 0..20 {
         let db = TestDb::create().await;
         let env = Env::new();
@@ -216,15 +217,26 @@ async fn kill_9_at_random_moments_then_resume_gives_the_uninterrupted_table() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let wait = rng.random_range(50..700);
+        let wait = rng.random_range(20..1100);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         child.kill().unwrap(); // SIGKILL
         let _ = child.wait();
-        // Resume until done (a kill before the first commit leaves nothing to resume: run again).
-        let out = env.run(&["run", "wsh8test", "--db", db.url(), "--page-size", "10", "--no-progress"]);
+        // Resume the job status.yaml recorded; killed before its first status write, run it again (which
+        // resumes an unfinished load in the database, if the kill came after the load was opened).
+        let has_status = env.home.path().join("status.yaml").exists();
+        let committed = count_if_exists(db.url(), "killed").await;
+        if committed > 0 && committed < 165 {
+            killed_mid_load += 1;
+        }
+        let out = if has_status {
+            env.run(&["resume", "wsh8test/WSH_8", "--db", db.url(), "--no-progress"])
+        } else {
+            env.run(&["run", "wsh8test", "--db", db.url(), "--page-size", "10", "--no-progress"])
+        };
         assert!(out.status.success(), "round {round} (killed after {wait} ms): {}", text(&out));
         assert_table_equals_fixture(db.url(), "killed").await;
     }
+    assert!(killed_mid_load >= 5, "only {killed_mid_load} of 20 kills landed mid-load: the test is not testing resume");
 }
 
 #[tokio::test(flavor = "multi_thread")]

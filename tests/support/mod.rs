@@ -129,3 +129,16 @@ pub async fn count(url: &str, table: &str) -> i64 {
     pool.close().await;
     n
 }
+
+/// Row count of a table, 0 when it does not exist yet.
+pub async fn count_if_exists(url: &str, table: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(format!("\"{table}\"")).fetch_one(&pool).await.unwrap();
+    let n = if exists {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM \"{table}\"")).fetch_one(&pool).await.unwrap()
+    } else {
+        0
+    };
+    pool.close().await;
+    n
+}

@@ -25,6 +25,8 @@ pub struct RunRequest {
     pub page_size: Option<u64>,
     /// `--restart`: start over instead of resuming an unfinished load.
     pub restart: bool,
+    /// Set by [`Api::resume_request`]: the load status.yaml recorded for the job.
+    pub resume_load: Option<i64>,
 }
 
 /// Where the destination URL came from (step of the documented order).
@@ -125,6 +127,7 @@ impl Api {
             mode,
             primary_key,
             restart: req.restart,
+            resume_load: req.resume_load,
         };
         Ok(PlannedJob { spec, destination_origin, notes })
     }
@@ -174,7 +177,7 @@ impl Api {
         let file = self.status_store().read()?;
         let unfinished: Vec<(&String, &JobStatus)> =
             file.jobs.iter().filter(|(_, j)| j.state.is_resumable()).collect();
-        let (key, status) = match job {
+        let (_, status) = match job {
             Some(k) => file
                 .jobs
                 .iter()
@@ -190,7 +193,6 @@ impl Api {
             }
         };
         let recorded = Some(status.destination.clone()).filter(|d| !d.is_empty() && !d.contains("***"));
-        let _ = key;
         Ok(RunRequest {
             plugin: status.plugin.clone(),
             entry: Some(status.entry.clone()),
@@ -198,6 +200,7 @@ impl Api {
             source_url: status.source_url.clone(),
             page_size: None,
             restart: false,
+            resume_load: status.load_id,
         })
     }
 

@@ -42,6 +42,9 @@ pub struct JobSpec {
     pub primary_key: Vec<String>,
     /// Start over instead of resuming an unfinished load of the same job.
     pub restart: bool,
+    /// For `psystem resume`: the load status.yaml recorded. If the database says it completed (the process
+    /// stopped between the last commit and its status.yaml write), the job is complete and nothing is loaded again.
+    pub resume_load: Option<i64>,
 }
 
 impl JobSpec {
@@ -253,6 +256,41 @@ pub async fn run(
         .map_err(|source| JobError::Transform { job: key.clone(), source })?;
     let destination = Destination::connect(&spec.destination_url).await?;
     let _lock = destination.try_lock_job(&key).await?.ok_or_else(|| JobError::Busy { job: key.clone() })?;
+
+    if let Some(id) = spec.resume_load {
+        if let Some(rec) = destination.load_by_id(id).await? {
+            if rec.state == JobState::Completed && rec.job_key == key {
+                info!(job = %key, load_id = id, "The load had already completed; nothing to resume.");
+                status.update(|f| {
+                    if let Some(j) = f.jobs.get_mut(&key) {
+                        j.state = JobState::Completed;
+                        j.pages = rec.counters.pages;
+                        j.rows = rec.counters.rows;
+                        j.bytes = rec.counters.bytes;
+                        j.total_rows = rec.total_rows;
+                        j.checkpoint = rec.position.clone();
+                        j.last_error = None;
+                        j.updated_at = Some(Utc::now());
+                    }
+                })?;
+                let _ = events.send(JobEvent::Reconciled {
+                    job: key.clone(),
+                    message: format!("load {id} had already completed in the database; status.yaml is updated and nothing is loaded again"),
+                });
+                let _ = events.send(finished(&key, JobState::Completed, rec.counters, None));
+                return Ok(JobOutcome {
+                    job: key,
+                    load_id: id,
+                    state: JobState::Completed,
+                    counters: rec.counters,
+                    total_rows: rec.total_rows,
+                    unknown_fields: Vec::new(),
+                    table: spec.table.clone(),
+                    destination: spec.redacted_url(),
+                });
+            }
+        }
+    }
 
     let load_spec = LoadSpec {
         job_key: key.clone(),

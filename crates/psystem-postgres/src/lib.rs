@@ -6,7 +6,7 @@
 //!   [`migrate`].
 //! - [`destination`]: [`Destination`] — open, resume, page-by-page commit (rows + checkpoint in one
 //!   transaction) and finish of loads in the modes `append`, `replace` and `merge`; job locks.
-//! - [`ident`]: quoting of identifiers; [`redact`]: hiding passwords in URLs.
+//! - [`ident`]: quoting of identifiers; [`redact_url`] (from `psystem-core`): hiding passwords in URLs.
 #![deny(missing_docs)]
 
 /// The managed local PostgreSQL cluster that psystem runs for the user.
@@ -16,7 +16,6 @@ pub mod destination;
 pub mod error;
 pub mod ident;
 pub mod ledger;
-pub mod redact;
 pub mod types;
 
 pub use copy_binary::{encode_copy_binary, CopyEncoder};
@@ -24,5 +23,5 @@ pub use destination::{Destination, JobLock, LoadHandle, LoadSpec};
 pub use error::DestinationError;
 pub use ident::{check_ident, quote_ident, quote_table};
 pub use ledger::{migrate, LoadRecord, LEDGER_VERSION};
-pub use redact::redact_url;
+pub use psystem_core::redact::redact_url;
 pub use types::{pg_type, pg_type_of};
