@@ -129,6 +129,9 @@ struct ResumeArgs {
     job: Option<String>,
     #[command(flatten)]
     dest: DestinationArgs,
+    /// Rows per request from here on (default: the page size the job started with).
+    #[arg(long, value_name = "N")]
+    page_size: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -214,7 +217,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             run_job(&api, req, &args.dest, json).await
         }
         Command::Resume(args) => {
-            let req = api.resume_request(args.job.as_deref(), args.dest.db.clone())?;
+            let req = api.resume_request(args.job.as_deref(), args.dest.db.clone(), args.page_size)?;
             run_job(&api, req, &args.dest, json).await
         }
         Command::Status => {
@@ -258,7 +261,7 @@ async fn run_job(api: &Api, req: RunRequest, dest: &DestinationArgs, json: bool)
             } else {
                 None
             };
-            output::outcome(&outcome, preview.as_deref(), json)?;
+            output::outcome(&outcome, preview.as_ref(), json)?;
             Ok(match outcome.state {
                 JobState::Paused => ExitCode::from(EXIT_PAUSED),
                 JobState::Cancelled => ExitCode::from(EXIT_CANCELLED),

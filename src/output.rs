@@ -1,11 +1,12 @@
 //! What the CLI prints: text for people, or one JSON document with `--json`; progress bars; logging setup.
 
 use anyhow::Result;
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use psystem_api::plugins::{PluginDetail, PluginList, PluginSummary};
 use psystem_api::runs::PlannedJob;
 use psystem_api::ClusterStatus;
 use psystem_jobs::{JobEvent, JobOutcome, JobStatus};
+use psystem_postgres::TablePreview;
 use serde::Serialize;
 use std::io::IsTerminal;
 use tracing_subscriber::layer::SubscriberExt;
@@ -21,7 +22,12 @@ pub fn init_logging(verbose: u8) -> Option<()> {
         _ => "debug",
     };
     let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(stderr_filter);
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .compact()
+        .with_filter(stderr_filter);
     let file_layer = psystem_core::Home::from_env().ok().and_then(|home| {
         let dir = home.logs_dir();
         std::fs::create_dir_all(&dir).ok()?;
@@ -203,9 +209,12 @@ impl Progress {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
             b.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} {prefix} [{bar:30}] {human_pos}/{human_len} rows · {msg} · {per_sec} · {eta} left",
+                    "{spinner} {prefix} [{bar:30}] {human_pos}/{human_len} rows · {msg} · {rate} · {eta} left",
                 )
                 .expect("valid template")
+                .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{} rows/s", HumanCount(s.per_sec().round() as u64));
+                })
                 .progress_chars("=> "),
             );
             b.set_prefix(job.spec.key());
@@ -219,7 +228,10 @@ impl Progress {
         match e {
             JobEvent::Started { load_id, resumed, counters, next_page, total_rows, .. } => {
                 let msg = if *resumed {
-                    format!("Resuming {} (load {load_id}) at page {next_page}: {} rows already loaded.", self.key, counters.rows)
+                    format!(
+                        "Resuming {} (load {load_id}) at page {next_page}: {} rows in {} pages already loaded.",
+                        self.key, counters.rows, counters.pages
+                    )
                 } else {
                     format!("Loading {} (load {load_id}).", self.key)
                 };
@@ -270,7 +282,7 @@ impl Progress {
 }
 
 /// The end of `psystem run|resume`: a summary and, for a completed load, a few rows.
-pub fn outcome(o: &JobOutcome, preview: Option<&[serde_json::Value]>, json: bool) -> Result<()> {
+pub fn outcome(o: &JobOutcome, preview: Option<&TablePreview>, json: bool) -> Result<()> {
     if json {
         return print_json(&serde_json::json!({ "outcome": o, "preview": preview }));
     }
@@ -292,38 +304,42 @@ pub fn outcome(o: &JobOutcome, preview: Option<&[serde_json::Value]>, json: bool
     if !o.unknown_fields.is_empty() {
         println!("Fields sent by the source and not loaded: {}", o.unknown_fields.join(", "));
     }
-    if let Some(rows) = preview.filter(|r| !r.is_empty()) {
+    if let Some(p) = preview.filter(|p| !p.rows.is_empty()) {
         println!("\nFirst rows of {}:", o.table);
-        print_rows(rows);
+        print_rows(p);
     }
     Ok(())
 }
 
-/// Prints JSON objects as an aligned text table (columns in the first object's order).
-fn print_rows(rows: &[serde_json::Value]) {
-    let Some(first) = rows[0].as_object() else { return };
-    let cols: Vec<&String> = first.keys().collect();
-    let cell = |v: Option<&serde_json::Value>| -> String {
+/// Prints rows as an aligned text table; columns that are empty in every shown row are left out and counted.
+fn print_rows(p: &TablePreview) {
+    let cell = |v: &serde_json::Value| -> String {
         let s = match v {
-            None | Some(serde_json::Value::Null) => String::new(),
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s.clone(),
+            v => v.to_string(),
         };
-        if s.chars().count() > 32 { format!("{}…", s.chars().take(31).collect::<String>()) } else { s }
+        if s.chars().count() > 28 { format!("{}…", s.chars().take(27).collect::<String>()) } else { s }
     };
+    let shown: Vec<usize> =
+        (0..p.columns.len()).filter(|&i| p.rows.iter().any(|r| r.get(i).is_some_and(|v| !v.is_null()))).collect();
     let table: Vec<Vec<String>> =
-        rows.iter().map(|r| cols.iter().map(|c| cell(r.get(c.as_str()))).collect()).collect();
-    let widths: Vec<usize> = cols
+        p.rows.iter().map(|r| shown.iter().map(|&i| r.get(i).map(cell).unwrap_or_default()).collect()).collect();
+    let widths: Vec<usize> = shown
         .iter()
         .enumerate()
-        .map(|(i, c)| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(c.chars().count()))
+        .map(|(k, &i)| table.iter().map(|r| r[k].chars().count()).max().unwrap_or(0).max(p.columns[i].chars().count()))
         .collect();
     let fmt_row = |cells: Vec<String>| -> String {
-        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ")
+        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ").trim_end().to_string()
     };
-    println!("{}", fmt_row(cols.iter().map(|c| c.to_string()).collect()));
+    println!("{}", fmt_row(shown.iter().map(|&i| p.columns[i].clone()).collect()));
     println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
     for r in table {
         println!("{}", fmt_row(r));
+    }
+    let hidden = p.columns.len() - shown.len();
+    if hidden > 0 {
+        println!("({hidden} columns empty in these rows not shown)");
     }
 }

@@ -65,7 +65,7 @@ async fn wsh8_loads_every_value_exactly() {
     assert_eq!(result["outcome"]["state"], "completed");
     assert_eq!(result["outcome"]["counters"]["rows"], 165);
     assert_eq!(result["outcome"]["counters"]["pages"], 7);
-    assert_eq!(result["preview"].as_array().unwrap().len(), 5);
+    assert_eq!(result["preview"]["rows"].as_array().unwrap().len(), 5);
     assert_table_equals_fixture(db.url(), "gho_wsh_8").await;
     // Requests paged with a stable order and asked for the count.
     let reqs = server.requests();

@@ -165,7 +165,8 @@ impl Api {
         psystem_jobs::spawn(job.spec.clone(), self.status_store(), events)
     }
 
-    /// The request that resumes a job of status.yaml: same plugin, entry and source URL; the destination is
+    /// The request that resumes a job of status.yaml: same plugin, entry, source URL and page size (unless
+    /// `page_size` is given); the destination is
     /// `db_url` if given, else the one status.yaml recorded when it holds no password, else the usual order (which
     /// must lead to the same database, or the job starts over there and the user is told).
     ///
@@ -173,7 +174,12 @@ impl Api {
     ///
     /// # Errors
     /// [`ApiError::NoSuchJob`], [`ApiError::Status`].
-    pub fn resume_request(&self, job: Option<&str>, db_url: Option<String>) -> Result<RunRequest, ApiError> {
+    pub fn resume_request(
+        &self,
+        job: Option<&str>,
+        db_url: Option<String>,
+        page_size: Option<u64>,
+    ) -> Result<RunRequest, ApiError> {
         let file = self.status_store().read()?;
         let unfinished: Vec<(&String, &JobStatus)> =
             file.jobs.iter().filter(|(_, j)| j.state.is_resumable()).collect();
@@ -198,7 +204,7 @@ impl Api {
             entry: Some(status.entry.clone()),
             db_url: db_url.or(recorded),
             source_url: status.source_url.clone(),
-            page_size: None,
+            page_size: page_size.or(status.page_size),
             restart: false,
             resume_load: status.load_id,
         })
@@ -225,11 +231,11 @@ impl Api {
         StatusStore::new(&self.home)
     }
 
-    /// Up to `limit` rows of a table as JSON objects (for the summary after a load), ordered by the first column.
+    /// Up to `limit` rows of a table (for the summary after a load), ordered by its first column.
     ///
     /// # Errors
     /// [`ApiError::Destination`].
-    pub async fn preview(&self, db_url: &str, table: &TableRef, limit: i64) -> Result<Vec<serde_json::Value>, ApiError> {
+    pub async fn preview(&self, db_url: &str, table: &TableRef, limit: i64) -> Result<psystem_postgres::TablePreview, ApiError> {
         let dest = psystem_postgres::Destination::connect(db_url).await?;
         Ok(dest.preview(table, limit).await?)
     }

@@ -510,6 +510,7 @@ fn mirror(
                 pages: load.counters.pages,
                 rows: load.counters.rows,
                 bytes: load.counters.bytes,
+                page_size: Some(spec.source.page_size),
                 source_url: Some(spec.source.api.clone()),
                 started_at,
                 updated_at: Some(now),

@@ -22,6 +22,7 @@
 //!     pages: 3
 //!     rows: 3000
 //!     bytes: 1234567
+//!     page_size: 1000
 //!     source_url: https://ghoapi.azureedge.net/api
 //!     started_at: 2026-11-22T10:00:00Z
 //!     updated_at: 2026-11-22T10:02:13Z
@@ -96,6 +97,9 @@ pub struct JobStatus {
     /// Bytes received from the source.
     #[serde(default)]
     pub bytes: u64,
+    /// Rows per page the job was started with; a resume keeps it.
+    #[serde(default)]
+    pub page_size: Option<u64>,
     /// Base URL of the source (GHO: the OData API), so that a resume reads from the same place.
     #[serde(default)]
     pub source_url: Option<String>,
@@ -236,6 +240,7 @@ mod tests {
             pages: 1,
             rows,
             bytes: 10,
+            page_size: Some(50),
             source_url: None,
             started_at: Some(Utc::now()),
             updated_at: Some(Utc::now()),

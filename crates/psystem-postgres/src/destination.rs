@@ -53,6 +53,15 @@ const RESUMABLE: &[&str] = &["queued", "running", "paused", "failed"];
 /// The name of the per-page temporary table of a `merge` load.
 const MERGE_TEMP_TABLE: &str = "psystem_merge_page";
 
+/// A few rows of a table: column names in table order, and each row's values in the same order.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TablePreview {
+    /// Column names, in table order.
+    pub columns: Vec<String>,
+    /// Rows; `rows[i].len() == columns.len()`.
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
 /// What to load where: the identity of a job and the shape of its data.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
@@ -558,19 +567,34 @@ impl Destination {
         }
     }
 
-    /// Up to `limit` rows of a table as JSON objects (`to_jsonb` of each row), ordered by its first column;
-    /// empty when the table does not exist.
-    pub async fn preview(&self, table: &TableRef, limit: i64) -> Result<Vec<serde_json::Value>, DestinationError> {
+    /// Up to `limit` rows of a table, ordered by its first column, for showing people what was loaded.
+    /// A missing table gives an empty preview.
+    ///
+    /// # Errors
+    /// [`DestinationError::Database`].
+    pub async fn preview(&self, table: &TableRef, limit: i64) -> Result<TablePreview, DestinationError> {
         let mut conn = self.pool.acquire().await.map_err(DestinationError::db(format!("previewing {table}")))?;
-        let Some(columns) = table_columns(&mut conn, table).await? else { return Ok(Vec::new()) };
-        let order = columns.first().map(|(name, _)| format!("ORDER BY t.{}", quote_ident(name))).unwrap_or_default();
-        let sql = format!("SELECT to_jsonb(t) FROM {} AS t {order} LIMIT $1", quote_table(table));
-        sqlx::query_scalar(&sql)
+        let Some(columns) = table_columns(&mut conn, table).await? else { return Ok(TablePreview::default()) };
+        let names: Vec<String> = columns.iter().map(|(name, _)| name.clone()).collect();
+        let order = names.first().map(|name| format!("ORDER BY t.{}", quote_ident(name))).unwrap_or_default();
+        // A JSON array per row keeps the table's column order (jsonb objects would sort the keys).
+        let sql = format!("SELECT json_build_array({})::text FROM {} AS t {order} LIMIT $1",
+            names.iter().map(|n| format!("t.{}", quote_ident(n))).collect::<Vec<_>>().join(", "),
+            quote_table(table));
+        let rows: Vec<String> = sqlx::query_scalar(&sql)
             .bind(limit.max(0))
             .persistent(false)
             .fetch_all(&mut *conn)
             .await
-            .map_err(DestinationError::db(format!("previewing {table}")))
+            .map_err(DestinationError::db(format!("previewing {table}")))?;
+        let rows = rows
+            .iter()
+            .map(|r| match serde_json::from_str(r) {
+                Ok(serde_json::Value::Array(values)) => values,
+                _ => Vec::new(),
+            })
+            .collect();
+        Ok(TablePreview { columns: names, rows })
     }
 
     /// Closes the pool (waits for connections in use to be returned).

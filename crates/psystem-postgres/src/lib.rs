@@ -19,7 +19,7 @@ pub mod ledger;
 pub mod types;
 
 pub use copy_binary::{encode_copy_binary, CopyEncoder};
-pub use destination::{Destination, JobLock, LoadHandle, LoadSpec};
+pub use destination::{Destination, JobLock, LoadHandle, LoadSpec, TablePreview};
 pub use error::DestinationError;
 pub use ident::{check_ident, quote_ident, quote_table};
 pub use ledger::{migrate, LoadRecord, LEDGER_VERSION};

@@ -582,7 +582,7 @@ async fn loads_lists_and_filters() {
     assert_eq!((r.table.clone(), r.mode), (TableRef::new("public", "lst"), LoadMode::Append));
     assert!(dest.load_by_id(123_456).await.unwrap().is_none());
     let preview = dest.preview(&TableRef::new("public", "lst"), 5).await.unwrap();
-    assert!(preview.is_empty());
+    assert!(preview.rows.is_empty());
 }
 
 #[test]

@@ -24,7 +24,7 @@ async fn destination_futures_can_be_spawned() {
         dest.set_state(load.load_id, JobState::Completed, None).await.unwrap();
         assert_eq!(dest.loads(None, 5).await.unwrap().len(), 1);
         assert!(dest.load_by_id(load.load_id).await.unwrap().is_some());
-        assert_eq!(dest.preview(&TableRef::new("public", "spawned"), 5).await.unwrap().len(), 1);
+        assert_eq!(dest.preview(&TableRef::new("public", "spawned"), 5).await.unwrap().rows.len(), 1);
         lock.release().await.unwrap();
     })
     .await

@@ -23,6 +23,9 @@ struct Args {
     /// Port on 127.0.0.1 to listen on (0 = any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Wait this many milliseconds before every response (to watch progress, or to try pause and resume).
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    server.set_delay(std::time::Duration::from_millis(args.delay_ms));
     let banner = format!(
         "GHO OData test server: {} (serving {} indicators from {})",
         server.api_url(),
