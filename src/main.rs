@@ -62,6 +62,8 @@ enum Command {
     Run(RunArgs),
     /// Resume a paused, failed or interrupted job from its checkpoint.
     Resume(ResumeArgs),
+    /// Abandon a paused or failed job: the next `psystem run` of it starts from the beginning.
+    Cancel(CancelArgs),
     /// Show the jobs recorded in status.yaml.
     Status,
     /// Manage the local PostgreSQL cluster psystem runs when no database is named.
@@ -132,6 +134,15 @@ struct ResumeArgs {
     /// Rows per request from here on (default: the page size the job started with).
     #[arg(long, value_name = "N")]
     page_size: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct CancelArgs {
+    /// Job key `<plugin>/<entry>`; may be omitted when one job is unfinished.
+    job: Option<String>,
+    /// Destination database URL, when status.yaml's (stored without password) is not enough.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,6 +230,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Resume(args) => {
             let req = api.resume_request(args.job.as_deref(), args.dest.db.clone(), args.page_size)?;
             run_job(&api, req, &args.dest, json).await
+        }
+        Command::Cancel(args) => {
+            let job = api.cancel(args.job.as_deref(), args.db).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                println!(
+                    "Cancelled {}/{} ({} rows committed stay in {}); the next `psystem run {} {}` starts from the beginning.",
+                    job.plugin, job.entry, job.rows, job.table, job.plugin, job.entry
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status => {
             output::status(&api.status()?, &api.status_store().path().display().to_string(), json)?;

@@ -319,3 +319,38 @@ async fn without_a_database_it_loads_into_the_local_cluster_it_manages() {
     let down: serde_json::Value = serde_json::from_slice(&down.stdout).unwrap();
     assert_eq!(down["running"], false);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replace_load_paused_then_cancelled_leaves_no_trace_and_reruns_from_the_start() {
+    let db = TestDb::create().await;
+    let (server, _dir) = gho_server(&["WSH_8"]);
+    server.set_delay(Duration::from_millis(100));
+    let env = Env::new();
+    env.add_plugin("t", &wsh8_plugin(&server.api_url(), "swapped", "replace"));
+    let child = env.cmd().args(["run", "wsh8test", "--db", db.url(), "--page-size", "10"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // A replace load shows readers nothing until it is complete.
+    assert_eq!(count_if_exists(db.url(), "swapped").await, 0);
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    let staging = "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'swapped%psystem%'";
+    let n: i64 = sqlx::query_scalar(staging).fetch_one(&pool).await.unwrap();
+    assert_eq!(n, 1, "one staging table while paused");
+
+    let out = env.run(&["cancel", "wsh8test/WSH_8", "--db", db.url()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.status()["jobs"]["wsh8test/WSH_8"]["state"].as_str(), Some("cancelled"));
+    let n: i64 = sqlx::query_scalar(staging).fetch_one(&pool).await.unwrap();
+    assert_eq!(n, 0, "cancel drops the staging table");
+
+    server.set_delay(Duration::ZERO);
+    let out = env.run(&["run", "wsh8test", "--db", db.url(), "--page-size", "10"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Resuming"), "{}", text(&out));
+    assert_table_equals_fixture(db.url(), "swapped").await;
+    let n: i64 = sqlx::query_scalar(staging).fetch_one(&pool).await.unwrap();
+    assert_eq!(n, 0, "no staging table left after the swap");
+    pool.close().await;
+}

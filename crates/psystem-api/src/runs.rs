@@ -210,6 +210,42 @@ impl Api {
         })
     }
 
+    /// `psystem cancel JOB`: abandons an unfinished job. Its load is marked `cancelled` in the destination (a
+    /// `replace` load's staging table is dropped; rows an `append` or `merge` load already committed stay), and
+    /// status.yaml says so; the next `psystem run` starts from the beginning. The destination is found as for
+    /// [`Api::resume_request`].
+    ///
+    /// # Errors
+    /// [`ApiError::NoSuchJob`]; [`ApiError::Job`] with `JobError::Busy` while a process runs the job (pause it
+    /// there first); [`ApiError::Destination`].
+    pub async fn cancel(&self, job: Option<&str>, db_url: Option<String>) -> Result<JobStatus, ApiError> {
+        let req = self.resume_request(job, db_url, None)?;
+        let planned = self.plan(&RunRequest { restart: false, ..req.clone() }).await?;
+        let key = planned.spec.key();
+        let dest = psystem_postgres::Destination::connect(&planned.spec.destination_url).await?;
+        let _lock = dest
+            .try_lock_job(&key)
+            .await?
+            .ok_or_else(|| ApiError::Job(psystem_jobs::JobError::Busy { job: key.clone() }))?;
+        for load in dest.loads(Some(&key), 100).await? {
+            if load.state.is_resumable() {
+                dest.set_state(load.id, psystem_core::JobState::Cancelled, None).await?;
+            }
+        }
+        let updated = self.status_store().update(|f| {
+            f.jobs.get_mut(&key).map(|j| {
+                j.state = psystem_core::JobState::Cancelled;
+                j.updated_at = Some(chrono::Utc::now());
+                j.clone()
+            })
+        })?;
+        updated.ok_or_else(|| ApiError::NoSuchJob {
+            job: key,
+            path: self.status_store().path().display().to_string(),
+            known: Vec::new(),
+        })
+    }
+
     fn no_such_job(&self, k: &str, file: &psystem_jobs::StatusFile) -> ApiError {
         ApiError::NoSuchJob {
             job: k.to_string(),
