@@ -163,7 +163,10 @@ fn main() -> ExitCode {
         std::env::set_var(psystem_core::paths::HOME_ENV, home);
     }
     let _log_guard = output::init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -207,8 +210,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Plugins(cmd) => {
             match cmd {
                 PluginsCommand::List => output::plugin_list(&api.plugins_list(), json)?,
-                PluginsCommand::Show { name } => output::plugin_detail(&api.plugin_show(&name)?, json)?,
-                PluginsCommand::Enable { name } => output::plugin_toggled(&api.set_plugin_enabled(&name, true)?, json)?,
+                PluginsCommand::Show { name } => {
+                    output::plugin_detail(&api.plugin_show(&name)?, json)?
+                }
+                PluginsCommand::Enable { name } => {
+                    output::plugin_toggled(&api.set_plugin_enabled(&name, true)?, json)?
+                }
                 PluginsCommand::Disable { name } => {
                     output::plugin_toggled(&api.set_plugin_enabled(&name, false)?, json)?
                 }
@@ -228,7 +235,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             run_job(&api, req, &args.dest, json).await
         }
         Command::Resume(args) => {
-            let req = api.resume_request(args.job.as_deref(), args.dest.db.clone(), args.page_size)?;
+            let req =
+                api.resume_request(args.job.as_deref(), args.dest.db.clone(), args.page_size)?;
             run_job(&api, req, &args.dest, json).await
         }
         Command::Cancel(args) => {
@@ -244,7 +252,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {
-            output::status(&api.status()?, &api.status_store().path().display().to_string(), json)?;
+            output::status(
+                &api.status()?,
+                &api.status_store().path().display().to_string(),
+                json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Db(cmd) => {
@@ -260,7 +272,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Plans, starts and watches one job; Ctrl+C pauses it at the next checkpoint, a second Ctrl+C exits at once.
-async fn run_job(api: &Api, req: RunRequest, dest: &DestinationArgs, json: bool) -> Result<ExitCode> {
+async fn run_job(
+    api: &Api,
+    req: RunRequest,
+    dest: &DestinationArgs,
+    json: bool,
+) -> Result<ExitCode> {
     let planned: PlannedJob = api.plan(&req).await?;
     for note in &planned.notes {
         output::note(note, json);
@@ -280,7 +297,9 @@ async fn run_job(api: &Api, req: RunRequest, dest: &DestinationArgs, json: bool)
     match handle.wait().await {
         Ok(outcome) => {
             let preview = if outcome.state == JobState::Completed && dest.preview > 0 {
-                api.preview(&planned.spec.destination_url, &outcome.table, dest.preview).await.ok()
+                api.preview(&planned.spec.destination_url, &outcome.table, dest.preview)
+                    .await
+                    .ok()
             } else {
                 None
             };
@@ -307,7 +326,9 @@ fn install_ctrlc(control: watch::Sender<Control>, key: String, json: bool) -> Re
         if presses.fetch_add(1, Ordering::SeqCst) == 0 {
             let _ = control.send(Control::Pause);
             if !json {
-                eprintln!("\nPausing {key} after the current page… (press Ctrl+C again to stop at once)");
+                eprintln!(
+                    "\nPausing {key} after the current page… (press Ctrl+C again to stop at once)"
+                );
             }
         } else {
             if !json {

@@ -31,7 +31,11 @@ pub fn init_logging(verbose: u8) -> Option<()> {
     let file_layer = psystem_core::Home::from_env().ok().and_then(|home| {
         let dir = home.logs_dir();
         std::fs::create_dir_all(&dir).ok()?;
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("psystem.log")).ok()?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("psystem.log"))
+            .ok()?;
         Some(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
@@ -39,7 +43,10 @@ pub fn init_logging(verbose: u8) -> Option<()> {
                 .with_filter(EnvFilter::new("info,sqlx=warn")),
         )
     });
-    tracing_subscriber::registry().with(stderr).with(file_layer).init();
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file_layer)
+        .init();
     Some(())
 }
 
@@ -75,7 +82,10 @@ pub fn plugin_list(list: &PluginList, json: bool) -> Result<()> {
     if list.plugins.is_empty() {
         println!("No plugins found.");
     } else {
-        println!("{:<16} {:<8} {:<8} {:<10} {:<12} ENTRIES", "NAME", "ENABLED", "ORIGIN", "SOURCE", "CREATOR");
+        println!(
+            "{:<16} {:<8} {:<8} {:<10} {:<12} ENTRIES",
+            "NAME", "ENABLED", "ORIGIN", "SOURCE", "CREATOR"
+        );
         for p in &list.plugins {
             println!(
                 "{:<16} {:<8} {:<8} {:<10} {:<12} {}",
@@ -86,7 +96,11 @@ pub fn plugin_list(list: &PluginList, json: bool) -> Result<()> {
                 p.creator.clone().unwrap_or_default(),
                 p.entries
                     .iter()
-                    .map(|e| if p.run.as_deref() == Some(e) { format!("{e}*") } else { e.clone() })
+                    .map(|e| if p.run.as_deref() == Some(e) {
+                        format!("{e}*")
+                    } else {
+                        e.clone()
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -105,26 +119,65 @@ pub fn plugin_detail(p: &PluginDetail, json: bool) -> Result<()> {
         return print_json(p);
     }
     let s = &p.summary;
-    println!("{} — {}", s.name, s.description.clone().unwrap_or_else(|| "(no description)".into()));
+    println!(
+        "{} — {}",
+        s.name,
+        s.description
+            .clone()
+            .unwrap_or_else(|| "(no description)".into())
+    );
     println!("  creator:  {}", s.creator.clone().unwrap_or_default());
-    println!("  enabled:  {}", if s.enabled { "yes" } else { "no (psystem plugins enable NAME)" });
+    println!(
+        "  enabled:  {}",
+        if s.enabled {
+            "yes"
+        } else {
+            "no (psystem plugins enable NAME)"
+        }
+    );
     println!("  source:   {}", s.source);
     println!("  manifest: {} ({:?})", s.path, s.origin);
     for e in &p.etl {
-        println!("\n  entry {}{}", e.key, if e.default { " (default)" } else { "" });
-        println!("    indicator:   {}", e.indicator.clone().unwrap_or_default());
+        println!(
+            "\n  entry {}{}",
+            e.key,
+            if e.default { " (default)" } else { "" }
+        );
+        println!(
+            "    indicator:   {}",
+            e.indicator.clone().unwrap_or_default()
+        );
         println!("    api:         {}", e.api.clone().unwrap_or_default());
         println!("    table:       {}", e.table);
-        println!("    mode:        {}", e.mode.clone().unwrap_or_else(|| "(default: merge by Id, else append)".into()));
+        println!(
+            "    mode:        {}",
+            e.mode
+                .clone()
+                .unwrap_or_else(|| "(default: merge by Id, else append)".into())
+        );
         if !e.primary_key.is_empty() {
             println!("    primary key: {}", e.primary_key.join(", "));
         }
-        println!("    destination: {}", e.destination_url.clone().unwrap_or_else(|| "(--db, $DATABASE_URL or the local database)".into()));
+        println!(
+            "    destination: {}",
+            e.destination_url
+                .clone()
+                .unwrap_or_else(|| "(--db, $DATABASE_URL or the local database)".into())
+        );
         if e.columns.is_empty() {
             println!("    columns:     all");
         } else {
-            let cols: Vec<String> =
-                e.columns.iter().map(|(a, b)| if a == b { a.clone() } else { format!("{a}→{b}") }).collect();
+            let cols: Vec<String> = e
+                .columns
+                .iter()
+                .map(|(a, b)| {
+                    if a == b {
+                        a.clone()
+                    } else {
+                        format!("{a}→{b}")
+                    }
+                })
+                .collect();
             println!("    columns:     {}", cols.join(", "));
         }
     }
@@ -136,7 +189,11 @@ pub fn plugin_toggled(p: &PluginSummary, json: bool) -> Result<()> {
     if json {
         return print_json(p);
     }
-    println!("Plugin {} is now {}.", p.name, if p.enabled { "enabled" } else { "disabled" });
+    println!(
+        "Plugin {} is now {}.",
+        p.name,
+        if p.enabled { "enabled" } else { "disabled" }
+    );
     Ok(())
 }
 
@@ -150,16 +207,23 @@ pub fn status(jobs: &[(String, JobStatus)], path: &str, json: bool) -> Result<()
         println!("No jobs yet ({path}). Start one with `psystem run PLUGIN`.");
         return Ok(());
     }
-    println!("{:<32} {:<10} {:>12} {:>7} {:>10}  TABLE / NOTE", "JOB", "STATE", "ROWS", "PAGES", "BYTES");
+    println!(
+        "{:<32} {:<11} {:>12} {:>7} {:>10}  TABLE / NOTE",
+        "JOB", "STATE", "ROWS", "PAGES", "BYTES"
+    );
     for (key, j) in jobs {
         let rows = match j.total_rows {
             Some(t) => format!("{}/{}", j.rows, t),
             None => j.rows.to_string(),
         };
         println!(
-            "{:<32} {:<10} {:>12} {:>7} {:>10}  {}",
+            "{:<32} {:<11} {:>12} {:>7} {:>10}  {}",
             key,
-            j.state,
+            if j.is_interrupted() {
+                "interrupted".to_string()
+            } else {
+                j.state.to_string()
+            },
             rows,
             j.pages,
             HumanBytes(j.bytes).to_string(),
@@ -180,7 +244,16 @@ pub fn cluster(s: &ClusterStatus, json: bool) -> Result<()> {
     if json {
         return print_json(s);
     }
-    println!("local database: {}", if s.running { "running" } else if s.initialized { "stopped" } else { "not initialised" });
+    println!(
+        "local database: {}",
+        if s.running {
+            "running"
+        } else if s.initialized {
+            "stopped"
+        } else {
+            "not initialised"
+        }
+    );
     println!("  data:  {}", s.data_dir.display());
     if let Some(p) = s.port {
         println!("  port:  {p} (127.0.0.1)");
@@ -220,13 +293,24 @@ impl Progress {
             b.set_prefix(job.spec.key());
             b
         });
-        Progress { bar, json, key: job.spec.key() }
+        Progress {
+            bar,
+            json,
+            key: job.spec.key(),
+        }
     }
 
     /// Updates from one event.
     pub fn on_event(&mut self, e: &JobEvent) {
         match e {
-            JobEvent::Started { load_id, resumed, counters, next_page, total_rows, .. } => {
+            JobEvent::Started {
+                load_id,
+                resumed,
+                counters,
+                next_page,
+                total_rows,
+                ..
+            } => {
                 let msg = if *resumed {
                     format!(
                         "Resuming {} (load {load_id}) at page {next_page}: {} rows in {} pages already loaded.",
@@ -249,16 +333,30 @@ impl Progress {
                 "warning: the source sent fields psystem does not know, not loaded: {}",
                 fields.join(", ")
             )),
-            JobEvent::PageCommitted { counters, total_rows, .. } => {
+            JobEvent::PageCommitted {
+                counters,
+                total_rows,
+                ..
+            } => {
                 if let Some(b) = &self.bar {
                     if let Some(t) = total_rows {
                         b.set_length(*t);
                     }
                     b.set_position(counters.rows);
-                    b.set_message(format!("page {} · {}", counters.pages, HumanBytes(counters.bytes)));
+                    b.set_message(format!(
+                        "page {} · {}",
+                        counters.pages,
+                        HumanBytes(counters.bytes)
+                    ));
                 } else if !self.json {
                     let of = total_rows.map(|t| format!("/{t}")).unwrap_or_default();
-                    eprintln!("page {} committed: {}{} rows, {}", counters.pages, counters.rows, of, HumanBytes(counters.bytes));
+                    eprintln!(
+                        "page {} committed: {}{} rows, {}",
+                        counters.pages,
+                        counters.rows,
+                        of,
+                        HumanBytes(counters.bytes)
+                    );
                 }
             }
             JobEvent::Finished { .. } => {}
@@ -290,7 +388,12 @@ pub fn outcome(o: &JobOutcome, preview: Option<&TablePreview>, json: bool) -> Re
         psystem_core::JobState::Completed => {
             println!(
                 "Completed {}: {} rows in {} pages ({}) into {} at {}.",
-                o.job, o.counters.rows, o.counters.pages, HumanBytes(o.counters.bytes), o.table, o.destination
+                o.job,
+                o.counters.rows,
+                o.counters.pages,
+                HumanBytes(o.counters.bytes),
+                o.table,
+                o.destination
             );
         }
         psystem_core::JobState::Paused => {
@@ -302,7 +405,10 @@ pub fn outcome(o: &JobOutcome, preview: Option<&TablePreview>, json: bool) -> Re
         state => println!("{} {}: {} rows committed.", state, o.job, o.counters.rows),
     }
     if !o.unknown_fields.is_empty() {
-        println!("Fields sent by the source and not loaded: {}", o.unknown_fields.join(", "));
+        println!(
+            "Fields sent by the source and not loaded: {}",
+            o.unknown_fields.join(", ")
+        );
     }
     if let Some(p) = preview.filter(|p| !p.rows.is_empty()) {
         println!("\nFirst rows of {}:", o.table);
@@ -319,22 +425,63 @@ fn print_rows(p: &TablePreview) {
             serde_json::Value::String(s) => s.clone(),
             v => v.to_string(),
         };
-        if s.chars().count() > 28 { format!("{}…", s.chars().take(27).collect::<String>()) } else { s }
+        if s.chars().count() > 28 {
+            format!("{}…", s.chars().take(27).collect::<String>())
+        } else {
+            s
+        }
     };
-    let shown: Vec<usize> =
-        (0..p.columns.len()).filter(|&i| p.rows.iter().any(|r| r.get(i).is_some_and(|v| !v.is_null()))).collect();
-    let table: Vec<Vec<String>> =
-        p.rows.iter().map(|r| shown.iter().map(|&i| r.get(i).map(cell).unwrap_or_default()).collect()).collect();
+    let shown: Vec<usize> = (0..p.columns.len())
+        .filter(|&i| {
+            p.rows
+                .iter()
+                .any(|r| r.get(i).is_some_and(|v| !v.is_null()))
+        })
+        .collect();
+    let table: Vec<Vec<String>> = p
+        .rows
+        .iter()
+        .map(|r| {
+            shown
+                .iter()
+                .map(|&i| r.get(i).map(cell).unwrap_or_default())
+                .collect()
+        })
+        .collect();
     let widths: Vec<usize> = shown
         .iter()
         .enumerate()
-        .map(|(k, &i)| table.iter().map(|r| r[k].chars().count()).max().unwrap_or(0).max(p.columns[i].chars().count()))
+        .map(|(k, &i)| {
+            table
+                .iter()
+                .map(|r| r[k].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(p.columns[i].chars().count())
+        })
         .collect();
     let fmt_row = |cells: Vec<String>| -> String {
-        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ").trim_end().to_string()
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
     };
-    println!("{}", fmt_row(shown.iter().map(|&i| p.columns[i].clone()).collect()));
-    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    println!(
+        "{}",
+        fmt_row(shown.iter().map(|&i| p.columns[i].clone()).collect())
+    );
+    println!(
+        "{}",
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-")
+    );
     for r in table {
         println!("{}", fmt_row(r));
     }

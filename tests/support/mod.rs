@@ -36,14 +36,19 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env { home: tempfile::tempdir().unwrap() }
+        Env {
+            home: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// `psystem` with this home, the repository's assets, and no DATABASE_URL from the outside.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_psystem"));
         c.env("PSYSTEM_HOME", self.home.path())
-            .env("PSYSTEM_ASSETS", Path::new(env!("CARGO_MANIFEST_DIR")).join("assets"))
+            .env(
+                "PSYSTEM_ASSETS",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("assets"),
+            )
             .env_remove("DATABASE_URL")
             .env_remove("GHOTopOSTGRES_DATABASE_URL")
             .env_remove("PSYSTEM_WHO_GHO_DATABASE_URL")
@@ -75,14 +80,23 @@ impl Env {
 
 /// A user plugin loading WSH_8 from `api` in `mode` into `table` (no primary key for append).
 pub fn wsh8_plugin(api: &str, table: &str, mode: &str) -> String {
-    let pk = if mode == "append" { String::new() } else { "        primary_key: [Id]\n".to_string() };
+    let pk = if mode == "append" {
+        String::new()
+    } else {
+        "        primary_key: [Id]\n".to_string()
+    };
     format!(
         "# test plugin\nname: wsh8test\ncreator: tests\nenabled: true\nrun: WSH_8\netl:\n  WSH_8:\n    indicator: WSH_8\n    api: {api}\n    destination:\n      postgres:\n        table: {table}\n        mode: {mode}\n{pk}"
     )
 }
 
 pub fn text(o: &Output) -> String {
-    format!("status: {:?}\nstdout:\n{}\nstderr:\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Asserts that `table` holds exactly the fixture's rows: same count, no duplicate Id, and every value equal.
@@ -102,13 +116,20 @@ pub async fn assert_table_equals_fixture(url: &str, table: &str) {
                 "Date" | "TimeDimensionBegin" | "TimeDimensionEnd" => {
                     if k == "Date" {
                         let secs: f64 = row.get("d");
-                        let expect = chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+                        let expect =
+                            chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
                         let expect = expect.timestamp_micros() as f64 / 1e6;
-                        assert!((secs - expect).abs() < 1e-6, "Date of Id {}: {secs} != {expect}", want["Id"]);
+                        assert!(
+                            (secs - expect).abs() < 1e-6,
+                            "Date of Id {}: {secs} != {expect}",
+                            want["Id"]
+                        );
                     }
                     if k == "TimeDimensionBegin" {
                         let secs: f64 = row.get("b");
-                        let expect = chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().timestamp() as f64;
+                        let expect = chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+                            .unwrap()
+                            .timestamp() as f64;
                         assert_eq!(secs, expect, "TimeDimensionBegin of Id {}", want["Id"]);
                     }
                 }
@@ -125,7 +146,10 @@ pub async fn assert_table_equals_fixture(url: &str, table: &str) {
 /// Row count of a table.
 pub async fn count(url: &str, table: &str) -> i64 {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{table}\"")).fetch_one(&pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{table}\""))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     n
 }
@@ -133,9 +157,16 @@ pub async fn count(url: &str, table: &str) -> i64 {
 /// Row count of a table, 0 when it does not exist yet.
 pub async fn count_if_exists(url: &str, table: &str) -> i64 {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(format!("\"{table}\"")).fetch_one(&pool).await.unwrap();
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("\"{table}\""))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let n = if exists {
-        sqlx::query_scalar(&format!("SELECT count(*) FROM \"{table}\"")).fetch_one(&pool).await.unwrap()
+        sqlx::query_scalar(&format!("SELECT count(*) FROM \"{table}\""))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
     } else {
         0
     };

@@ -46,13 +46,17 @@ impl ApiError {
             ApiError::Home(_) => "home",
             ApiError::Plugin(PluginError::NotFound { .. }) => "plugin_not_found",
             ApiError::Plugin(PluginError::Disabled { .. }) => "plugin_disabled",
-            ApiError::Plugin(PluginError::NoSuchEntry { .. } | PluginError::NoDefaultEntry { .. }) => "entry_not_found",
+            ApiError::Plugin(
+                PluginError::NoSuchEntry { .. } | PluginError::NoDefaultEntry { .. },
+            ) => "entry_not_found",
             ApiError::Plugin(_) => "invalid_manifest",
             ApiError::Config(_) => "invalid_config",
             ApiError::NoSuchJob { .. } => "job_not_found",
             ApiError::Job(psystem_jobs::JobError::Busy { .. }) => "job_busy",
             ApiError::Job(psystem_jobs::JobError::Source { .. }) => "source",
-            ApiError::Job(psystem_jobs::JobError::Destination(_)) | ApiError::Destination(_) => "destination",
+            ApiError::Job(psystem_jobs::JobError::Destination(_)) | ApiError::Destination(_) => {
+                "destination"
+            }
             ApiError::Job(_) => "job",
             ApiError::LocalDatabase(_) => "local_database",
             ApiError::Status(_) => "status_file",
@@ -61,6 +65,9 @@ impl ApiError {
 
     /// True for errors in what the user asked or configured (exit code 2), as opposed to failures while running.
     pub fn is_usage(&self) -> bool {
-        matches!(self, ApiError::Plugin(_) | ApiError::Config(_) | ApiError::NoSuchJob { .. })
+        matches!(
+            self,
+            ApiError::Plugin(_) | ApiError::Config(_) | ApiError::NoSuchJob { .. }
+        )
     }
 }

@@ -39,7 +39,10 @@ impl Api {
     /// # Errors
     /// [`ApiError::Home`] when no home folder can be determined.
     pub fn from_env() -> Result<Api, ApiError> {
-        Ok(Api { home: Home::from_env().map_err(|e| ApiError::Home(e.to_string()))?, assets: psystem_core::paths::assets_dir() })
+        Ok(Api {
+            home: Home::from_env().map_err(|e| ApiError::Home(e.to_string()))?,
+            assets: psystem_core::paths::assets_dir(),
+        })
     }
 
     /// An API over explicit folders (tests).

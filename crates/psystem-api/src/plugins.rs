@@ -110,11 +110,18 @@ impl Api {
             .etl
             .iter()
             .map(|(key, e)| {
-                let pg = e.destination.as_ref().and_then(|d| d.postgres.clone()).unwrap_or_default();
+                let pg = e
+                    .destination
+                    .as_ref()
+                    .and_then(|d| d.postgres.clone())
+                    .unwrap_or_default();
                 EntryDetail {
                     key: key.clone(),
                     indicator: e.indicator.clone(),
-                    api: e.api.clone().or_else(|| p.manifest.source.as_ref().and_then(|s| s.api.clone())),
+                    api: e
+                        .api
+                        .clone()
+                        .or_else(|| p.manifest.source.as_ref().and_then(|s| s.api.clone())),
                     columns: e
                         .transform
                         .as_ref()
@@ -125,7 +132,9 @@ impl Api {
                     table: format!(
                         "{}.{}",
                         pg.schema.clone().unwrap_or_else(|| "public".into()),
-                        pg.table.clone().unwrap_or_else(|| crate::runs::default_table_name(key))
+                        pg.table
+                            .clone()
+                            .unwrap_or_else(|| crate::runs::default_table_name(key))
                     ),
                     mode: pg.mode.map(|m| m.to_string()),
                     primary_key: pg.primary_key.clone().unwrap_or_default(),
@@ -133,7 +142,10 @@ impl Api {
                 }
             })
             .collect();
-        Ok(PluginDetail { summary: summary(p), etl })
+        Ok(PluginDetail {
+            summary: summary(p),
+            etl,
+        })
     }
 
     /// `psystem plugins enable|disable NAME`: persists the plugin's enabled state (see

@@ -80,32 +80,50 @@ impl Api {
         let mut notes = Vec::new();
 
         let SourceKind::GhoOdata = plugin.source_kind();
-        let indicator = entry
-            .indicator
-            .clone()
-            .ok_or_else(|| ApiError::Config(format!("{where_}: a gho_odata entry needs `indicator` (e.g. WSH_8)")))?;
+        let indicator = entry.indicator.clone().ok_or_else(|| {
+            ApiError::Config(format!(
+                "{where_}: a gho_odata entry needs `indicator` (e.g. WSH_8)"
+            ))
+        })?;
         let source_cfg = plugin.manifest.source.clone().unwrap_or_default();
         let api = req
             .source_url
             .clone()
             .or_else(|| entry.api.clone())
             .or(source_cfg.api)
-            .ok_or_else(|| ApiError::Config(format!("{where_}: no `api` URL (set etl.{key}.api or source.api)")))?;
+            .ok_or_else(|| {
+                ApiError::Config(format!(
+                    "{where_}: no `api` URL (set etl.{key}.api or source.api)"
+                ))
+            })?;
         let mut source = GhoConfig::new(api.trim_end_matches('/'), &indicator);
         if let Some(n) = req.page_size.or(entry.page_size).or(source_cfg.page_size) {
             if n == 0 {
-                return Err(ApiError::Config(format!("{where_}: page_size must be at least 1")));
+                return Err(ApiError::Config(format!(
+                    "{where_}: page_size must be at least 1"
+                )));
             }
             source.page_size = n;
         }
 
         let columns = ColumnMap::new(entry.transform.as_ref().and_then(|t| t.columns.clone()));
-        let pg = entry.destination.as_ref().and_then(|d| d.postgres.clone()).unwrap_or_default();
+        let pg = entry
+            .destination
+            .as_ref()
+            .and_then(|d| d.postgres.clone())
+            .unwrap_or_default();
         let primary_key = match pg.primary_key.clone() {
             Some(pk) => pk,
-            None => columns.rename(GHO_NATURAL_KEY).map(|c| vec![c.to_string()]).unwrap_or_default(),
+            None => columns
+                .rename(GHO_NATURAL_KEY)
+                .map(|c| vec![c.to_string()])
+                .unwrap_or_default(),
         };
-        let mode = pg.mode.unwrap_or(if primary_key.is_empty() { LoadMode::Append } else { LoadMode::Merge });
+        let mode = pg.mode.unwrap_or(if primary_key.is_empty() {
+            LoadMode::Append
+        } else {
+            LoadMode::Merge
+        });
         if mode == LoadMode::Merge && primary_key.is_empty() {
             return Err(ApiError::Config(format!(
                 "{where_}: load mode `merge` needs a primary key (destination.postgres.primary_key)"
@@ -116,7 +134,9 @@ impl Api {
             pg.table.clone().unwrap_or_else(|| default_table_name(key)),
         );
 
-        let (destination_url, destination_origin) = self.resolve_destination(req.db_url.clone(), pg.url.as_ref(), &mut notes).await?;
+        let (destination_url, destination_origin) = self
+            .resolve_destination(req.db_url.clone(), pg.url.as_ref(), &mut notes)
+            .await?;
         let spec = JobSpec {
             plugin: plugin.name().to_string(),
             entry: key.to_string(),
@@ -129,7 +149,11 @@ impl Api {
             restart: req.restart,
             resume_load: req.resume_load,
         };
-        Ok(PlannedJob { spec, destination_origin, notes })
+        Ok(PlannedJob {
+            spec,
+            destination_origin,
+            notes,
+        })
     }
 
     /// The destination URL by the documented order; starts the local cluster when it is the one chosen.
@@ -151,12 +175,21 @@ impl Api {
                 )),
             }
         }
-        if let Some(url) = std::env::var(DATABASE_URL_ENV).ok().filter(|u| !u.is_empty()) {
+        if let Some(url) = std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
             return Ok((url, DestinationOrigin::Environment));
         }
         let status = self.db_up().await?;
-        let url = status.url.clone().ok_or_else(|| ApiError::Config("the local database has no URL".into()))?;
-        notes.push(format!("loading into the local database psystem manages: {}", redact_url(&url)));
+        let url = status
+            .url
+            .clone()
+            .ok_or_else(|| ApiError::Config("the local database has no URL".into()))?;
+        notes.push(format!(
+            "loading into the local database psystem manages: {}",
+            redact_url(&url)
+        ));
         Ok((url, DestinationOrigin::LocalCluster))
     }
 
@@ -181,8 +214,11 @@ impl Api {
         page_size: Option<u64>,
     ) -> Result<RunRequest, ApiError> {
         let file = self.status_store().read()?;
-        let unfinished: Vec<(&String, &JobStatus)> =
-            file.jobs.iter().filter(|(_, j)| j.state.is_resumable()).collect();
+        let unfinished: Vec<(&String, &JobStatus)> = file
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state.is_resumable())
+            .collect();
         let (_, status) = match job {
             Some(k) => file
                 .jobs
@@ -198,7 +234,8 @@ impl Api {
                 })
             }
         };
-        let recorded = Some(status.destination.clone()).filter(|d| !d.is_empty() && !d.contains("***"));
+        let recorded =
+            Some(status.destination.clone()).filter(|d| !d.is_empty() && !d.contains("***"));
         Ok(RunRequest {
             plugin: status.plugin.clone(),
             entry: Some(status.entry.clone()),
@@ -218,9 +255,18 @@ impl Api {
     /// # Errors
     /// [`ApiError::NoSuchJob`]; [`ApiError::Job`] with `JobError::Busy` while a process runs the job (pause it
     /// there first); [`ApiError::Destination`].
-    pub async fn cancel(&self, job: Option<&str>, db_url: Option<String>) -> Result<JobStatus, ApiError> {
+    pub async fn cancel(
+        &self,
+        job: Option<&str>,
+        db_url: Option<String>,
+    ) -> Result<JobStatus, ApiError> {
         let req = self.resume_request(job, db_url, None)?;
-        let planned = self.plan(&RunRequest { restart: false, ..req.clone() }).await?;
+        let planned = self
+            .plan(&RunRequest {
+                restart: false,
+                ..req.clone()
+            })
+            .await?;
         let key = planned.spec.key();
         let dest = psystem_postgres::Destination::connect(&planned.spec.destination_url).await?;
         let _lock = dest
@@ -229,7 +275,8 @@ impl Api {
             .ok_or_else(|| ApiError::Job(psystem_jobs::JobError::Busy { job: key.clone() }))?;
         for load in dest.loads(Some(&key), 100).await? {
             if load.state.is_resumable() {
-                dest.set_state(load.id, psystem_core::JobState::Cancelled, None).await?;
+                dest.set_state(load.id, psystem_core::JobState::Cancelled, None)
+                    .await?;
             }
         }
         let updated = self.status_store().update(|f| {
@@ -271,7 +318,12 @@ impl Api {
     ///
     /// # Errors
     /// [`ApiError::Destination`].
-    pub async fn preview(&self, db_url: &str, table: &TableRef, limit: i64) -> Result<psystem_postgres::TablePreview, ApiError> {
+    pub async fn preview(
+        &self,
+        db_url: &str,
+        table: &TableRef,
+        limit: i64,
+    ) -> Result<psystem_postgres::TablePreview, ApiError> {
         let dest = psystem_postgres::Destination::connect(db_url).await?;
         Ok(dest.preview(table, limit).await?)
     }

@@ -52,7 +52,10 @@ impl JobState {
 
     /// True for states a job can be resumed from (`queued`, `running` left by a killed process, `paused`, `failed`).
     pub fn is_resumable(self) -> bool {
-        matches!(self, JobState::Queued | JobState::Running | JobState::Paused | JobState::Failed)
+        matches!(
+            self,
+            JobState::Queued | JobState::Running | JobState::Paused | JobState::Failed
+        )
     }
 }
 
@@ -125,7 +128,10 @@ pub struct TableRef {
 impl TableRef {
     /// A table in the given schema.
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableRef { schema: schema.into(), name: name.into() }
+        TableRef {
+            schema: schema.into(),
+            name: name.into(),
+        }
     }
 }
 

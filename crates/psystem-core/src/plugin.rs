@@ -194,9 +194,10 @@ impl ConfigValue {
     pub fn resolve(&self) -> Option<String> {
         match self {
             ConfigValue::Literal(s) => Some(s.clone()),
-            ConfigValue::Env { var, suffix } => {
-                std::env::var(var).ok().filter(|v| !v.is_empty()).map(|v| format!("{v}{suffix}"))
-            }
+            ConfigValue::Env { var, suffix } => std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{v}{suffix}")),
         }
     }
 
@@ -216,7 +217,9 @@ impl<'de> Deserialize<'de> for ConfigValue {
         impl<'de> Visitor<'de> for V {
             type Value = ConfigValue;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string, `!env NAME`, or `!NAME` (value of environment variable NAME)")
+                f.write_str(
+                    "a string, `!env NAME`, or `!NAME` (value of environment variable NAME)",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ConfigValue, E> {
                 Ok(ConfigValue::Literal(v.to_string()))
@@ -228,11 +231,19 @@ impl<'de> Deserialize<'de> for ConfigValue {
                 if tag == "env" {
                     let var = scalar.trim().to_string();
                     if var.is_empty() {
-                        return Err(de::Error::custom("`!env` needs the name of an environment variable"));
+                        return Err(de::Error::custom(
+                            "`!env` needs the name of an environment variable",
+                        ));
                     }
-                    Ok(ConfigValue::Env { var, suffix: String::new() })
+                    Ok(ConfigValue::Env {
+                        var,
+                        suffix: String::new(),
+                    })
                 } else {
-                    Ok(ConfigValue::Env { var: tag, suffix: scalar })
+                    Ok(ConfigValue::Env {
+                        var: tag,
+                        suffix: scalar,
+                    })
                 }
             }
         }
@@ -280,7 +291,11 @@ impl Plugin {
 
     /// The source kind (`source.kind`, default `gho_odata`).
     pub fn source_kind(&self) -> SourceKind {
-        self.manifest.source.as_ref().map(|s| s.kind).unwrap_or_default()
+        self.manifest
+            .source
+            .as_ref()
+            .map(|s| s.kind)
+            .unwrap_or_default()
     }
 
     /// The entry named `key`, or the `run` entry when `key` is `None` (the only entry if there is one and no
@@ -306,7 +321,12 @@ impl Plugin {
         self.manifest
             .etl
             .get_key_value(wanted.as_str())
-            .or_else(|| self.manifest.etl.iter().find(|(k, _)| k.eq_ignore_ascii_case(&wanted)))
+            .or_else(|| {
+                self.manifest
+                    .etl
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(&wanted))
+            })
             .map(|(k, e)| (k.as_str(), e))
             .ok_or_else(|| PluginError::NoSuchEntry {
                 plugin: self.name().to_string(),
@@ -324,7 +344,10 @@ impl Plugin {
         if self.enabled {
             Ok(())
         } else {
-            Err(PluginError::Disabled { plugin: self.name().to_string(), path: self.path.clone() })
+            Err(PluginError::Disabled {
+                plugin: self.name().to_string(),
+                path: self.path.clone(),
+            })
         }
     }
 }
@@ -399,11 +422,12 @@ pub enum PluginError {
 /// # Errors
 /// [`PluginError::Invalid`] with the file, line and column.
 pub fn parse_manifest(text: &str, path: &Path) -> Result<PluginManifest, PluginError> {
-    let manifest: PluginManifest = serde_yaml_ng::from_str(text).map_err(|e| PluginError::Invalid {
-        path: path.to_path_buf(),
-        location: e.location().map(|l| (l.line(), l.column())),
-        message: strip_location(&e.to_string()),
-    })?;
+    let manifest: PluginManifest =
+        serde_yaml_ng::from_str(text).map_err(|e| PluginError::Invalid {
+            path: path.to_path_buf(),
+            location: e.location().map(|l| (l.line(), l.column())),
+            message: strip_location(&e.to_string()),
+        })?;
     if let Some(run) = &manifest.run {
         if !manifest.etl.contains_key(run.as_str()) {
             return Err(PluginError::Invalid {
@@ -440,7 +464,10 @@ fn find_top_level_key(text: &str, key: &str) -> Option<(usize, usize)> {
 /// # Errors
 /// [`PluginError::Io`] or [`PluginError::Invalid`].
 pub fn load_manifest(path: &Path) -> Result<PluginManifest, PluginError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PluginError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PluginError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_manifest(&text, path)
 }
 
@@ -492,7 +519,8 @@ impl Settings {
             location: None,
             message: e.to_string(),
         })?;
-        crate::atomic::write_atomic(&path, text.as_bytes()).map_err(|source| PluginError::Io { path, source })
+        crate::atomic::write_atomic(&path, text.as_bytes())
+            .map_err(|source| PluginError::Io { path, source })
     }
 }
 
@@ -520,18 +548,31 @@ impl PluginCatalog {
             }
         };
         let mut by_name: BTreeMap<String, Plugin> = BTreeMap::new();
-        for (dir, origin) in [(assets.join("plugins"), PluginOrigin::Bundled), (home.plugins_dir(), PluginOrigin::User)] {
+        for (dir, origin) in [
+            (assets.join("plugins"), PluginOrigin::Bundled),
+            (home.plugins_dir(), PluginOrigin::User),
+        ] {
             for path in manifest_files(&dir) {
                 match load_manifest(&path) {
                     Ok(manifest) => {
                         let mut enabled = manifest.enabled;
                         if origin == PluginOrigin::Bundled {
-                            if let Some(e) = settings.plugins.get(&manifest.name).and_then(|s| s.enabled) {
+                            if let Some(e) =
+                                settings.plugins.get(&manifest.name).and_then(|s| s.enabled)
+                            {
                                 enabled = e;
                             }
                         }
                         let key = manifest.name.to_lowercase();
-                        by_name.insert(key, Plugin { manifest, path, origin, enabled });
+                        by_name.insert(
+                            key,
+                            Plugin {
+                                manifest,
+                                path,
+                                origin,
+                                enabled,
+                            },
+                        );
                     }
                     Err(e) => catalog.errors.push(e),
                 }
@@ -549,7 +590,11 @@ impl PluginCatalog {
         self.plugins
             .iter()
             .find(|p| p.name().eq_ignore_ascii_case(name))
-            .or_else(|| self.plugins.iter().find(|p| p.folder_name().eq_ignore_ascii_case(name)))
+            .or_else(|| {
+                self.plugins
+                    .iter()
+                    .find(|p| p.folder_name().eq_ignore_ascii_case(name))
+            })
             .ok_or_else(|| PluginError::NotFound {
                 name: name.to_string(),
                 available: self.plugins.iter().map(|p| p.name().to_string()).collect(),
@@ -559,12 +604,19 @@ impl PluginCatalog {
 
 /// Manifest files of the plugin folders directly under `dir`, sorted by path. A missing `dir` gives none.
 fn manifest_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(read) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut out: Vec<PathBuf> = read
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.is_dir())
-        .filter_map(|d| MANIFEST_FILE_NAMES.iter().map(|n| d.join(n)).find(|f| f.is_file()))
+        .filter_map(|d| {
+            MANIFEST_FILE_NAMES
+                .iter()
+                .map(|n| d.join(n))
+                .find(|f| f.is_file())
+        })
         .collect();
     out.sort();
     out
@@ -583,18 +635,26 @@ pub fn set_enabled(home: &Home, plugin: &Plugin, enabled: bool) -> Result<(), Pl
     match plugin.origin {
         PluginOrigin::Bundled => {
             let mut settings = Settings::load(home)?;
-            settings.plugins.entry(plugin.name().to_string()).or_default().enabled = Some(enabled);
+            settings
+                .plugins
+                .entry(plugin.name().to_string())
+                .or_default()
+                .enabled = Some(enabled);
             settings.save(home)
         }
         PluginOrigin::User => {
             let path = &plugin.path;
-            let text =
-                std::fs::read_to_string(path).map_err(|source| PluginError::Io { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| PluginError::Io {
+                path: path.clone(),
+                source,
+            })?;
             let edited = set_enabled_in_text(&text, enabled);
             let manifest = parse_manifest(&edited, path)?;
             debug_assert_eq!(manifest.enabled, enabled);
-            crate::atomic::write_atomic(path, edited.as_bytes())
-                .map_err(|source| PluginError::Io { path: path.clone(), source })
+            crate::atomic::write_atomic(path, edited.as_bytes()).map_err(|source| PluginError::Io {
+                path: path.clone(),
+                source,
+            })
         }
     }
 }
@@ -631,7 +691,10 @@ pub fn set_enabled_in_text(text: &str, enabled: bool) -> String {
     let mut inserted = false;
     for line in text.split_inclusive('\n') {
         out.push_str(line);
-        if !inserted && line.starts_with("name") && line["name".len()..].trim_start().starts_with(':') {
+        if !inserted
+            && line.starts_with("name")
+            && line["name".len()..].trim_start().starts_with(':')
+        {
             if !line.ends_with('\n') {
                 out.push('\n');
             }
@@ -657,13 +720,34 @@ mod tests {
         assert_eq!(m.name, "GHOTopOSTGRES");
         assert_eq!(m.creator.as_deref(), Some("Zenysis"));
         assert_eq!(m.run.as_deref(), Some("NCDMORT3070"));
-        assert_eq!(m.etl.keys().collect::<Vec<_>>(), ["NCD_CCS_BreastCancer", "NCDMORT3070"]);
+        assert_eq!(
+            m.etl.keys().collect::<Vec<_>>(),
+            ["NCD_CCS_BreastCancer", "NCDMORT3070"]
+        );
         let e = &m.etl["NCD_CCS_BreastCancer"];
         let cols = e.transform.as_ref().unwrap().columns.as_ref().unwrap();
-        assert_eq!(cols.get_index(1), Some((&"SpatialDim".to_string(), &"Country".to_string())));
+        assert_eq!(
+            cols.get_index(1),
+            Some((&"SpatialDim".to_string(), &"Country".to_string()))
+        );
         assert_eq!(cols.len(), 8);
-        let url = e.destination.as_ref().unwrap().postgres.as_ref().unwrap().url.clone().unwrap();
-        assert_eq!(url, ConfigValue::Env { var: "GHOTopOSTGRES_DATABASE_URL".into(), suffix: String::new() });
+        let url = e
+            .destination
+            .as_ref()
+            .unwrap()
+            .postgres
+            .as_ref()
+            .unwrap()
+            .url
+            .clone()
+            .unwrap();
+        assert_eq!(
+            url,
+            ConfigValue::Env {
+                var: "GHOTopOSTGRES_DATABASE_URL".into(),
+                suffix: String::new()
+            }
+        );
     }
 
     #[test]
@@ -673,12 +757,36 @@ mod tests {
             Path::new("t.yaml"),
         )
         .unwrap();
-        let url = |k: &str| m.etl[k].destination.clone().unwrap().postgres.unwrap().url.unwrap();
-        assert_eq!(url("a"), ConfigValue::Env { var: "PSYSTEM_TEST_TAG_A".into(), suffix: String::new() });
-        assert_eq!(url("b"), ConfigValue::Env { var: "PSYSTEM_TEST_TAG_B".into(), suffix: "/db2".into() });
+        let url = |k: &str| {
+            m.etl[k]
+                .destination
+                .clone()
+                .unwrap()
+                .postgres
+                .unwrap()
+                .url
+                .unwrap()
+        };
+        assert_eq!(
+            url("a"),
+            ConfigValue::Env {
+                var: "PSYSTEM_TEST_TAG_A".into(),
+                suffix: String::new()
+            }
+        );
+        assert_eq!(
+            url("b"),
+            ConfigValue::Env {
+                var: "PSYSTEM_TEST_TAG_B".into(),
+                suffix: "/db2".into()
+            }
+        );
         assert_eq!(url("b").resolve(), None);
         std::env::set_var("PSYSTEM_TEST_TAG_B", "postgres://u:secret@h:5432");
-        assert_eq!(url("b").resolve().as_deref(), Some("postgres://u:secret@h:5432/db2"));
+        assert_eq!(
+            url("b").resolve().as_deref(),
+            Some("postgres://u:secret@h:5432/db2")
+        );
         assert_eq!(url("b").describe(), "$PSYSTEM_TEST_TAG_B/db2");
     }
 
@@ -694,23 +802,39 @@ mod tests {
     #[test]
     fn type_error_is_reported_with_line_and_column() {
         let text = "name: x\nenabled: maybe\netl: {}\n";
-        let msg = parse_manifest(text, Path::new("p.yaml")).unwrap_err().to_string();
+        let msg = parse_manifest(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.starts_with("p.yaml:2:"), "{msg}");
         let text = "name: x\netl:\n  e:\n    page_size: -3\n";
-        let msg = parse_manifest(text, Path::new("p.yaml")).unwrap_err().to_string();
+        let msg = parse_manifest(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.starts_with("p.yaml:4:"), "{msg}");
         let text = "name: x\nrun: nope\netl:\n  e: {}\n";
-        let msg = parse_manifest(text, Path::new("p.yaml")).unwrap_err().to_string();
-        assert!(msg.starts_with("p.yaml:2:1: `run: nope` names no ETL entry; entries: e"), "{msg}");
+        let msg = parse_manifest(text, Path::new("p.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("p.yaml:2:1: `run: nope` names no ETL entry; entries: e"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn enabled_edit_keeps_comments() {
-        let text = "# my plugin\nname: x   # the name\nenabled: true   # switch\netl:\n  e: {} # entry\n";
+        let text =
+            "# my plugin\nname: x   # the name\nenabled: true   # switch\netl:\n  e: {} # entry\n";
         let off = set_enabled_in_text(text, false);
-        assert_eq!(off, "# my plugin\nname: x   # the name\nenabled: false   # switch\netl:\n  e: {} # entry\n");
+        assert_eq!(
+            off,
+            "# my plugin\nname: x   # the name\nenabled: false   # switch\netl:\n  e: {} # entry\n"
+        );
         assert_eq!(set_enabled_in_text(&off, true), text);
         let no_line = "# c\nname: x\netl: {}\n";
-        assert_eq!(set_enabled_in_text(no_line, false), "# c\nname: x\nenabled: false\netl: {}\n");
+        assert_eq!(
+            set_enabled_in_text(no_line, false),
+            "# c\nname: x\nenabled: false\netl: {}\n"
+        );
     }
 }

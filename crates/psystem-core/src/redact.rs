@@ -21,7 +21,11 @@ pub fn redact_url(url: &str) -> String {
                 let pairs: Vec<(String, String)> = parsed
                     .query_pairs()
                     .map(|(k, v)| {
-                        let v = if is_secret_key(&k) { "***".to_string() } else { v.into_owned() };
+                        let v = if is_secret_key(&k) {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
                         (k.into_owned(), v)
                     })
                     .collect();
@@ -55,7 +59,11 @@ fn redact_key_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(eq) = rest.find('=') {
-        let key = rest[..eq].trim_end().rsplit(char::is_whitespace).next().unwrap_or("");
+        let key = rest[..eq]
+            .trim_end()
+            .rsplit(char::is_whitespace)
+            .next()
+            .unwrap_or("");
         out.push_str(&rest[..=eq]);
         rest = &rest[eq + 1..];
         let rest_trim = rest.trim_start();
@@ -89,7 +97,10 @@ mod tests {
 
     #[test]
     fn url_password() {
-        assert_eq!(redact_url("postgres://u:p%40ss@h:1/d"), "postgres://u:***@h:1/d");
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@h:1/d"),
+            "postgres://u:***@h:1/d"
+        );
         assert_eq!(redact_url("postgresql://u@h/d"), "postgresql://u@h/d");
         assert_eq!(
             redact_url("postgres://h/d?user=u&password=pw&sslmode=disable"),
@@ -99,8 +110,14 @@ mod tests {
 
     #[test]
     fn key_value() {
-        assert_eq!(redact_url("host=h password=secret user=u"), "host=h password=*** user=u");
-        assert_eq!(redact_url("host=h password = 'a b\\' c' user=u"), "host=h password = *** user=u");
+        assert_eq!(
+            redact_url("host=h password=secret user=u"),
+            "host=h password=*** user=u"
+        );
+        assert_eq!(
+            redact_url("host=h password = 'a b\\' c' user=u"),
+            "host=h password = *** user=u"
+        );
     }
 
     #[test]

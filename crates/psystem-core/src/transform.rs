@@ -33,14 +33,19 @@ impl ColumnMap {
     /// # Errors
     /// [`UnknownColumn`] when the map names a column the input lacks.
     pub fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, UnknownColumn> {
-        let Some(cols) = &self.columns else { return Ok(input.clone()) };
+        let Some(cols) = &self.columns else {
+            return Ok(input.clone());
+        };
         let mut fields = Vec::with_capacity(cols.len());
         for (from, to) in cols {
             let (_, f) = input.column_with_name(from).ok_or_else(|| UnknownColumn {
                 column: from.clone(),
                 available: input.fields().iter().map(|f| f.name().clone()).collect(),
             })?;
-            fields.push(Field::new(to, f.data_type().clone(), f.is_nullable()).with_metadata(f.metadata().clone()));
+            fields.push(
+                Field::new(to, f.data_type().clone(), f.is_nullable())
+                    .with_metadata(f.metadata().clone()),
+            );
         }
         Ok(Arc::new(Schema::new(fields)))
     }
@@ -58,11 +63,18 @@ impl ColumnMap {
     /// # Errors
     /// [`UnknownColumn`] when the map names a column the batch lacks.
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, UnknownColumn> {
-        let Some(cols) = &self.columns else { return Ok(batch.clone()) };
+        let Some(cols) = &self.columns else {
+            return Ok(batch.clone());
+        };
         let schema = self.output_schema(&batch.schema())?;
         let arrays = cols
             .keys()
-            .map(|from| batch.column_by_name(from).cloned().expect("checked by output_schema"))
+            .map(|from| {
+                batch
+                    .column_by_name(from)
+                    .cloned()
+                    .expect("checked by output_schema")
+            })
             .collect::<Vec<_>>();
         Ok(RecordBatch::try_new(schema, arrays).expect("same lengths and types as the input"))
     }
@@ -95,10 +107,29 @@ mod tests {
             ("SpatialDim".to_string(), "Country".to_string()),
         ])));
         let out = map.apply(&batch).unwrap();
-        let names: Vec<_> = out.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<_> = out
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names, ["value", "Country"]);
-        assert_eq!(out.column(1).as_any().downcast_ref::<StringArray>().unwrap().value(1), "ALB");
-        let bad = ColumnMap::new(Some(IndexMap::from([("Nope".to_string(), "x".to_string())])));
-        assert!(bad.apply(&batch).unwrap_err().to_string().contains("`Nope`"));
+        assert_eq!(
+            out.column(1)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(1),
+            "ALB"
+        );
+        let bad = ColumnMap::new(Some(IndexMap::from([(
+            "Nope".to_string(),
+            "x".to_string(),
+        )])));
+        assert!(bad
+            .apply(&batch)
+            .unwrap_err()
+            .to_string()
+            .contains("`Nope`"));
     }
 }

@@ -231,7 +231,11 @@ impl JobHandle {
 }
 
 /// Starts a job on its own task. Events arrive on `events` until [`JobEvent::Finished`].
-pub fn spawn(spec: JobSpec, status: StatusStore, events: mpsc::UnboundedSender<JobEvent>) -> JobHandle {
+pub fn spawn(
+    spec: JobSpec,
+    status: StatusStore,
+    events: mpsc::UnboundedSender<JobEvent>,
+) -> JobHandle {
     let (control, rx) = watch::channel(Control::Run);
     let key = spec.key();
     let task = tokio::spawn(run(spec, status, events, rx));
@@ -253,9 +257,15 @@ pub async fn run(
     let out_schema = spec
         .columns
         .output_schema(&GhoSource::schema())
-        .map_err(|source| JobError::Transform { job: key.clone(), source })?;
+        .map_err(|source| JobError::Transform {
+            job: key.clone(),
+            source,
+        })?;
     let destination = Destination::connect(&spec.destination_url).await?;
-    let _lock = destination.try_lock_job(&key).await?.ok_or_else(|| JobError::Busy { job: key.clone() })?;
+    let _lock = destination
+        .try_lock_job(&key)
+        .await?
+        .ok_or_else(|| JobError::Busy { job: key.clone() })?;
 
     if let Some(id) = spec.resume_load {
         if let Some(rec) = destination.load_by_id(id).await? {
@@ -296,7 +306,9 @@ pub async fn run(
         job_key: key.clone(),
         plugin: spec.plugin.clone(),
         entry: spec.entry.clone(),
-        source_kind: psystem_core::plugin::SourceKind::GhoOdata.as_str().to_string(),
+        source_kind: psystem_core::plugin::SourceKind::GhoOdata
+            .as_str()
+            .to_string(),
         table: spec.table.clone(),
         mode: spec.mode,
         primary_key: spec.primary_key.clone(),
@@ -319,7 +331,18 @@ pub async fn run(
     mirror(&spec, &status, &load, JobState::Running, None)?;
 
     let mut unknown: BTreeSet<String> = BTreeSet::new();
-    let result = page_loop(&spec, &status, &events, &mut control, &source, &destination, &mut load, &mut skip, &mut unknown).await;
+    let result = page_loop(
+        &spec,
+        &status,
+        &events,
+        &mut control,
+        &source,
+        &destination,
+        &mut load,
+        &mut skip,
+        &mut unknown,
+    )
+    .await;
 
     let outcome = |state, load: &LoadHandle| JobOutcome {
         job: key.clone(),
@@ -348,13 +371,21 @@ pub async fn run(
         }
         Err(err) => {
             let message = err.to_string();
-            if let Err(e) = destination.set_state(load.load_id, JobState::Failed, Some(&message)).await {
+            if let Err(e) = destination
+                .set_state(load.load_id, JobState::Failed, Some(&message))
+                .await
+            {
                 warn!(job = %key, error = %e, "Could not record the failure in the ledger.");
             }
             if let Err(e) = mirror(&spec, &status, &load, JobState::Failed, Some(&message)) {
                 warn!(job = %key, error = %e, "Could not record the failure in status.yaml.");
             }
-            let _ = events.send(finished(&key, JobState::Failed, load.counters, Some(message)));
+            let _ = events.send(finished(
+                &key,
+                JobState::Failed,
+                load.counters,
+                Some(message),
+            ));
             Err(err)
         }
     }
@@ -376,58 +407,86 @@ async fn page_loop(
     let key = spec.key();
     let page_size = spec.source.page_size.max(1);
     loop {
-            match *control.borrow_and_update() {
-                Control::Run => {}
-                Control::Pause => return Ok(JobState::Paused),
-                Control::Cancel => return Ok(JobState::Cancelled),
-            }
-            if let Some(total) = load.total_rows {
-                if *skip >= total && load.counters.pages > 0 {
-                    return Ok(JobState::Completed);
-                }
-            }
-            let page_no = *skip / page_size + 1;
-            let page = tokio::select! {
-                page = source.fetch_page(*skip) => page.map_err(|source| JobError::Source { page: page_no, source })?,
-                _ = control.changed() => continue, // abandon the page; the loop head acts on the request
-            };
-            let new_fields: Vec<String> =
-                page.unknown_fields.iter().filter(|f| !unknown.contains(*f)).cloned().collect();
-            if !new_fields.is_empty() {
-                warn!(job = %key, fields = ?new_fields, "The source sent fields the GHO schema does not know; they are not loaded.");
-                unknown.extend(new_fields.iter().cloned());
-                let _ = events.send(JobEvent::UnknownFields { job: key.clone(), fields: new_fields });
-            }
-            let rows = page.batch.num_rows() as u64;
-            let batch = spec.columns.apply(&page.batch).map_err(|source| JobError::Transform { job: key.clone(), source })?;
-            let next = *skip + rows;
-            let total = page.total.or(load.total_rows);
-            destination
-                .commit_page(load, &batch, serde_json::json!({ "next_skip": next }), page.bytes, total)
-                .await?;
-            *skip = next;
-            mirror(spec, status, load, JobState::Running, None)?;
-            let _ = events.send(JobEvent::PageCommitted {
-                job: key.clone(),
-                page_rows: rows,
-                counters: load.counters,
-                total_rows: load.total_rows,
-            });
-            // An empty page, or the announced total reached. (A short page is not the end: a server may cap
-            // `$top` below the page size.)
-            if page.is_last() || total.is_some_and(|t| *skip >= t) {
+        match *control.borrow_and_update() {
+            Control::Run => {}
+            Control::Pause => return Ok(JobState::Paused),
+            Control::Cancel => return Ok(JobState::Cancelled),
+        }
+        if let Some(total) = load.total_rows {
+            if *skip >= total && load.counters.pages > 0 {
                 return Ok(JobState::Completed);
             }
         }
+        let page_no = *skip / page_size + 1;
+        let page = tokio::select! {
+            page = source.fetch_page(*skip) => page.map_err(|source| JobError::Source { page: page_no, source })?,
+            _ = control.changed() => continue, // abandon the page; the loop head acts on the request
+        };
+        let new_fields: Vec<String> = page
+            .unknown_fields
+            .iter()
+            .filter(|f| !unknown.contains(*f))
+            .cloned()
+            .collect();
+        if !new_fields.is_empty() {
+            warn!(job = %key, fields = ?new_fields, "The source sent fields the GHO schema does not know; they are not loaded.");
+            unknown.extend(new_fields.iter().cloned());
+            let _ = events.send(JobEvent::UnknownFields {
+                job: key.clone(),
+                fields: new_fields,
+            });
+        }
+        let rows = page.batch.num_rows() as u64;
+        let batch = spec
+            .columns
+            .apply(&page.batch)
+            .map_err(|source| JobError::Transform {
+                job: key.clone(),
+                source,
+            })?;
+        let next = *skip + rows;
+        let total = page.total.or(load.total_rows);
+        destination
+            .commit_page(
+                load,
+                &batch,
+                serde_json::json!({ "next_skip": next }),
+                page.bytes,
+                total,
+            )
+            .await?;
+        *skip = next;
+        mirror(spec, status, load, JobState::Running, None)?;
+        let _ = events.send(JobEvent::PageCommitted {
+            job: key.clone(),
+            page_rows: rows,
+            counters: load.counters,
+            total_rows: load.total_rows,
+        });
+        // An empty page, or the announced total reached. (A short page is not the end: a server may cap
+        // `$top` below the page size.)
+        if page.is_last() || total.is_some_and(|t| *skip >= t) {
+            return Ok(JobState::Completed);
+        }
+    }
 }
 
 fn finished(job: &str, state: JobState, counters: Counters, error: Option<String>) -> JobEvent {
-    JobEvent::Finished { job: job.to_string(), state, counters, error }
+    JobEvent::Finished {
+        job: job.to_string(),
+        state,
+        counters,
+        error,
+    }
 }
 
 /// The `$skip` a load's checkpoint points at (0 for a new load).
 fn next_skip(load: &LoadHandle) -> u64 {
-    load.position.as_ref().and_then(|p| p.get("next_skip")).and_then(|v| v.as_u64()).unwrap_or(0)
+    load.position
+        .as_ref()
+        .and_then(|p| p.get("next_skip"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
 }
 
 /// Compares status.yaml with the database's checkpoint and tells the user when they differ; the database wins.
@@ -443,11 +502,18 @@ fn reconcile(
     if spec.restart {
         return Ok(());
     }
-    let Ok(Some(old)) = status.job(&key) else { return Ok(()) };
+    let Ok(Some(old)) = status.job(&key) else {
+        return Ok(());
+    };
     if old.state == JobState::Completed || old.state == JobState::Cancelled {
         return Ok(());
     }
-    let file_skip = old.checkpoint.as_ref().and_then(|p| p.get("next_skip")).and_then(|v| v.as_u64()).unwrap_or(0);
+    let file_skip = old
+        .checkpoint
+        .as_ref()
+        .and_then(|p| p.get("next_skip"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     let same_load = old.load_id == Some(load.load_id) && old.destination == spec.redacted_url();
     if same_load && file_skip == db_skip {
         return Ok(());
@@ -498,7 +564,9 @@ fn mirror(
             JobStatus {
                 plugin: spec.plugin.clone(),
                 entry: spec.entry.clone(),
-                source: psystem_core::plugin::SourceKind::GhoOdata.as_str().to_string(),
+                source: psystem_core::plugin::SourceKind::GhoOdata
+                    .as_str()
+                    .to_string(),
                 state,
                 load_id: Some(load.load_id),
                 destination: spec.redacted_url(),
@@ -510,6 +578,7 @@ fn mirror(
                 pages: load.counters.pages,
                 rows: load.counters.rows,
                 bytes: load.counters.bytes,
+                pid: (state == JobState::Running).then(std::process::id),
                 page_size: Some(spec.source.page_size),
                 source_url: Some(spec.source.api.clone()),
                 started_at,

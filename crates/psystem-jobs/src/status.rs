@@ -27,6 +27,7 @@
 //!     started_at: 2026-11-22T10:00:00Z
 //!     updated_at: 2026-11-22T10:02:13Z
 //!     last_error: null
+//!     pid: 4242                       # while running: the process running it
 //! ```
 //!
 //! Every write replaces the whole file atomically (temp file, fsync, rename) while holding an exclusive lock on
@@ -97,6 +98,10 @@ pub struct JobStatus {
     /// Bytes received from the source.
     #[serde(default)]
     pub bytes: u64,
+    /// Process id of the psystem process that last wrote this entry while running it. With `state: running` and
+    /// no such process alive, the job was interrupted (killed, crashed) and `psystem resume` continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// Rows per page the job was started with; a resume keeps it.
     #[serde(default)]
     pub page_size: Option<u64>,
@@ -115,9 +120,22 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
+    /// True when the entry says `running` but the process that ran it is gone (killed or crashed): the job waits
+    /// for `psystem resume`. Only checked on Linux (`/proc`); elsewhere always false.
+    pub fn is_interrupted(&self) -> bool {
+        self.state == JobState::Running
+            && self.pid.is_some_and(|pid| {
+                cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists()
+            })
+    }
+
     /// The counters of this entry.
     pub fn counters(&self) -> Counters {
-        Counters { pages: self.pages, rows: self.rows, bytes: self.bytes }
+        Counters {
+            pages: self.pages,
+            rows: self.rows,
+            bytes: self.bytes,
+        }
     }
 }
 
@@ -141,7 +159,9 @@ pub struct StatusStore {
 impl StatusStore {
     /// The store of a psystem home.
     pub fn new(home: &Home) -> StatusStore {
-        StatusStore { path: home.status_file() }
+        StatusStore {
+            path: home.status_file(),
+        }
     }
 
     /// The file's path.
@@ -157,7 +177,8 @@ impl StatusStore {
     pub fn read(&self) -> Result<StatusFile, StatusError> {
         match std::fs::read_to_string(&self.path) {
             Ok(text) if text.trim().is_empty() => Ok(StatusFile::default()),
-            Ok(text) => serde_yaml_ng::from_str(&text).map_err(|e| self.err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+            Ok(text) => serde_yaml_ng::from_str(&text)
+                .map_err(|e| self.err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StatusFile::default()),
             Err(e) => Err(self.err(e)),
         }
@@ -181,12 +202,20 @@ impl StatusStore {
             std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
         }
         let lock_path = self.path.with_extension("yaml.lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| self.err(e))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| self.err(e))?;
         lock.lock().map_err(|e| self.err(e))?;
         let mut file = match self.read() {
             Ok(f) => f,
             Err(e) if e.source.kind() == std::io::ErrorKind::InvalidData => {
-                let aside = self.path.with_extension(format!("yaml.broken-{}", Utc::now().format("%Y%m%dT%H%M%S")));
+                let aside = self.path.with_extension(format!(
+                    "yaml.broken-{}",
+                    Utc::now().format("%Y%m%dT%H%M%S")
+                ));
                 tracing::warn!(path = %self.path.display(), kept_as = %aside.display(), error = %e.source,
                     "status.yaml could not be parsed; it was set aside and a new one started (the database ledger still holds every checkpoint).");
                 std::fs::rename(&self.path, &aside).map_err(|e| self.err(e))?;
@@ -216,7 +245,10 @@ impl StatusStore {
     }
 
     fn err(&self, source: std::io::Error) -> StatusError {
-        StatusError { path: self.path.clone(), source }
+        StatusError {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -240,6 +272,7 @@ mod tests {
             pages: 1,
             rows,
             bytes: 10,
+            pid: None,
             page_size: Some(50),
             source_url: None,
             started_at: Some(Utc::now()),
@@ -273,9 +306,14 @@ mod tests {
         assert!(store.read().is_err());
         store.put("a/e", job("a", 1)).unwrap();
         assert_eq!(store.read().unwrap().jobs.len(), 1);
-        let aside = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).any(|e| {
-            e.file_name().to_string_lossy().starts_with("status.yaml.broken-")
-        });
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("status.yaml.broken-")
+            });
         assert!(aside);
     }
 

@@ -65,7 +65,10 @@ impl<'a> CopyEncoder<'a> {
             return Err(DestinationError::ValueOutOfRange {
                 column: String::new(),
                 row: 0,
-                detail: format!("{} columns are more than a COPY tuple can hold", batch.num_columns()),
+                detail: format!(
+                    "{} columns are more than a COPY tuple can hold",
+                    batch.num_columns()
+                ),
             });
         }
         let mut names = Vec::with_capacity(batch.num_columns());
@@ -73,12 +76,18 @@ impl<'a> CopyEncoder<'a> {
         for (field, array) in schema.fields().iter().zip(batch.columns()) {
             pg_type(field)?;
             names.push(field.name().as_str());
-            columns.push(Column::new(array).ok_or_else(|| DestinationError::UnsupportedType {
-                column: field.name().clone(),
-                data_type: field.data_type().clone(),
-            })?);
+            columns.push(
+                Column::new(array).ok_or_else(|| DestinationError::UnsupportedType {
+                    column: field.name().clone(),
+                    data_type: field.data_type().clone(),
+                })?,
+            );
         }
-        Ok(CopyEncoder { names, columns, num_rows: batch.num_rows() })
+        Ok(CopyEncoder {
+            names,
+            columns,
+            num_rows: batch.num_rows(),
+        })
     }
 
     /// The number of rows of the batch.
@@ -97,7 +106,11 @@ impl<'a> CopyEncoder<'a> {
     }
 
     /// Appends the tuples of the rows in `rows`. On error, `out` may hold part of a tuple.
-    pub fn write_rows(&self, rows: Range<usize>, out: &mut BytesMut) -> Result<(), DestinationError> {
+    pub fn write_rows(
+        &self,
+        rows: Range<usize>,
+        out: &mut BytesMut,
+    ) -> Result<(), DestinationError> {
         for row in rows {
             self.write_row(row, out)?;
         }
@@ -108,7 +121,9 @@ impl<'a> CopyEncoder<'a> {
     pub fn write_row(&self, row: usize, out: &mut BytesMut) -> Result<(), DestinationError> {
         out.put_i16(self.columns.len() as i16);
         for (i, column) in self.columns.iter().enumerate() {
-            column.write(row, out).map_err(|e| e.into_error(self.names[i], row))?;
+            column
+                .write(row, out)
+                .map_err(|e| e.into_error(self.names[i], row))?;
         }
         Ok(())
     }
@@ -123,10 +138,15 @@ enum ValueError {
 impl ValueError {
     fn into_error(self, column: &str, row: usize) -> DestinationError {
         match self {
-            ValueError::Nul => DestinationError::NulInText { column: column.to_string(), row },
-            ValueError::OutOfRange(detail) => {
-                DestinationError::ValueOutOfRange { column: column.to_string(), row, detail }
-            }
+            ValueError::Nul => DestinationError::NulInText {
+                column: column.to_string(),
+                row,
+            },
+            ValueError::OutOfRange(detail) => DestinationError::ValueOutOfRange {
+                column: column.to_string(),
+                row,
+                detail,
+            },
         }
     }
 }
@@ -233,7 +253,9 @@ impl<'a> Column<'a> {
             Column::LargeBinary(a) => a.is_null(row),
             Column::BinaryView(a) => a.is_null(row),
             Column::Date32(a) => a.is_null(row),
-            Column::Timestamp(a, _, _) | Column::Time32(a, _, _) | Column::Time64(a, _, _) => a.is_null(row),
+            Column::Timestamp(a, _, _) | Column::Time32(a, _, _) | Column::Time64(a, _, _) => {
+                a.is_null(row)
+            }
         }
     }
 
@@ -273,28 +295,34 @@ impl<'a> Column<'a> {
             Column::Date32(a) => {
                 let days = a.value(row);
                 let pg = days.checked_sub(PG_EPOCH_DAYS).ok_or_else(|| {
-                    ValueError::OutOfRange(format!("date {days} days after 1970-01-01 is out of range for PostgreSQL"))
+                    ValueError::OutOfRange(format!(
+                        "date {days} days after 1970-01-01 is out of range for PostgreSQL"
+                    ))
                 })?;
                 put_i32(out, pg);
             }
             Column::Timestamp(_, values, unit) => {
                 let v = values[row];
-                let micros = to_micros(v, *unit).and_then(|m| m.checked_sub(PG_EPOCH_MICROS)).ok_or_else(|| {
-                    ValueError::OutOfRange(format!(
+                let micros = to_micros(v, *unit)
+                    .and_then(|m| m.checked_sub(PG_EPOCH_MICROS))
+                    .ok_or_else(|| {
+                        ValueError::OutOfRange(format!(
                         "timestamp {v} ({unit:?} since 1970-01-01) is out of range for PostgreSQL"
                     ))
-                })?;
+                    })?;
                 put_i64(out, micros);
             }
             Column::Time32(_, values, unit) => {
                 let v = values[row];
-                let micros = to_micros(v as i64, *unit).expect("an i32 time always fits in microseconds");
+                let micros =
+                    to_micros(v as i64, *unit).expect("an i32 time always fits in microseconds");
                 put_time(out, micros, v as i64, *unit)?;
             }
             Column::Time64(_, values, unit) => {
                 let v = values[row];
-                let micros = to_micros(v, *unit)
-                    .ok_or_else(|| ValueError::OutOfRange(format!("time {v} ({unit:?}) is out of range")))?;
+                let micros = to_micros(v, *unit).ok_or_else(|| {
+                    ValueError::OutOfRange(format!("time {v} ({unit:?}) is out of range"))
+                })?;
                 put_time(out, micros, v, *unit)?;
             }
         }
@@ -347,7 +375,10 @@ fn put_text(out: &mut BytesMut, s: &str) -> Result<(), ValueError> {
 
 fn put_bytes(out: &mut BytesMut, b: &[u8]) -> Result<(), ValueError> {
     let len = i32::try_from(b.len()).map_err(|_| {
-        ValueError::OutOfRange(format!("a value of {} bytes is larger than PostgreSQL can store (1 GB)", b.len()))
+        ValueError::OutOfRange(format!(
+            "a value of {} bytes is larger than PostgreSQL can store (1 GB)",
+            b.len()
+        ))
     })?;
     out.put_i32(len);
     out.put_slice(b);
@@ -405,7 +436,10 @@ mod tests {
         // 10000 → one digit 1, weight 1 (trailing zero digit dropped)
         assert_eq!(numeric(10_000), [0, 0, 0, 10, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1]);
         // 12345678 → 1234 5678, weight 1
-        assert_eq!(numeric(12_345_678), [0, 0, 0, 12, 0, 2, 0, 1, 0, 0, 0, 0, 0x04, 0xd2, 0x16, 0x2e]);
+        assert_eq!(
+            numeric(12_345_678),
+            [0, 0, 0, 12, 0, 2, 0, 1, 0, 0, 0, 0, 0x04, 0xd2, 0x16, 0x2e]
+        );
         // u64::MAX = 1844 6744 0737 0955 1615 → 5 digits, weight 4
         let m = numeric(u64::MAX);
         assert_eq!(&m[4..8], &[0, 5, 0, 4]);
@@ -414,11 +448,16 @@ mod tests {
 
     #[test]
     fn header_rows_trailer() {
-        let schema =
-            Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Utf8, true)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int32, true),
+            Field::new("b", DataType::Utf8, true),
+        ]));
         let batch = RecordBatch::try_new(
             schema,
-            vec![Arc::new(Int32Array::from(vec![Some(7), None])), Arc::new(StringArray::from(vec![None, Some("hi")]))],
+            vec![
+                Arc::new(Int32Array::from(vec![Some(7), None])),
+                Arc::new(StringArray::from(vec![None, Some("hi")])),
+            ],
         )
         .unwrap();
         let mut out = BytesMut::new();
@@ -433,10 +472,16 @@ mod tests {
     #[test]
     fn nul_in_text_names_column_and_row_and_leaves_out_untouched() {
         let schema = Arc::new(Schema::new(vec![Field::new("name", DataType::Utf8, true)]));
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["ok", "bad\0"]))]).unwrap();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(vec!["ok", "bad\0"]))],
+        )
+        .unwrap();
         let mut out = BytesMut::from(&b"prefix"[..]);
         match encode_copy_binary(&batch, &mut out).unwrap_err() {
-            DestinationError::NulInText { column, row } => assert_eq!((column.as_str(), row), ("name", 1)),
+            DestinationError::NulInText { column, row } => {
+                assert_eq!((column.as_str(), row), ("name", 1))
+            }
             e => panic!("{e}"),
         }
         assert_eq!(&out[..], b"prefix");
@@ -454,8 +499,14 @@ mod tests {
 
     #[test]
     fn unsupported_type_is_rejected() {
-        let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Decimal128(5, 1), true)]));
-        let arr = arrow_array::Decimal128Array::from(vec![1i128]).with_precision_and_scale(5, 1).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "d",
+            DataType::Decimal128(5, 1),
+            true,
+        )]));
+        let arr = arrow_array::Decimal128Array::from(vec![1i128])
+            .with_precision_and_scale(5, 1)
+            .unwrap();
         let batch = RecordBatch::try_new(schema, vec![Arc::new(arr)]).unwrap();
         assert!(matches!(
             encode_copy_binary(&batch, &mut BytesMut::new()),

@@ -115,7 +115,9 @@ pub struct Destination {
 
 impl fmt::Debug for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Destination").field("url", &self.redacted_url).finish_non_exhaustive()
+        f.debug_struct("Destination")
+            .field("url", &self.redacted_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,7 +127,10 @@ impl Destination {
     /// Errors name the URL with its password replaced by `***`.
     pub async fn connect(url: &str) -> Result<Destination, DestinationError> {
         let redacted_url = redact_url(url);
-        let connect_err = |source| DestinationError::Connect { url: redacted_url.clone(), source };
+        let connect_err = |source| DestinationError::Connect {
+            url: redacted_url.clone(),
+            source,
+        };
         let options: PgConnectOptions = url.parse().map_err(connect_err)?;
         let options = options.application_name("psystem");
         // One direct connection first: it fails fast on a wrong URL (the pool would retry until its timeout),
@@ -141,18 +146,32 @@ impl Destination {
             .map_err(connect_err)?;
         migrate(&mut conn).await?;
         let _ = conn.close().await;
-        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(options);
-        let destination = Destination { pool, redacted_url: redacted_url.clone() };
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options);
+        let destination = Destination {
+            pool,
+            redacted_url: redacted_url.clone(),
+        };
         info!(url = %redacted_url, "Connected to the destination database.");
         Ok(destination)
     }
 
     /// Uses an existing pool (e.g. one shared with other parts of the program) and migrates the ledger.
     /// `url_for_messages` is only used in messages and is redacted again here.
-    pub async fn from_pool(pool: PgPool, url_for_messages: &str) -> Result<Destination, DestinationError> {
+    pub async fn from_pool(
+        pool: PgPool,
+        url_for_messages: &str,
+    ) -> Result<Destination, DestinationError> {
         let redacted_url = redact_url(url_for_messages);
-        let mut conn =
-            pool.acquire().await.map_err(|source| DestinationError::Connect { url: redacted_url.clone(), source })?;
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|source| DestinationError::Connect {
+                url: redacted_url.clone(),
+                source,
+            })?;
         migrate(&mut conn).await?;
         Ok(Destination { pool, redacted_url })
     }
@@ -180,12 +199,20 @@ impl Destination {
     /// must have every column of the Arrow schema with the mapped type ([`DestinationError::SchemaMismatch`],
     /// [`DestinationError::ColumnTypeMismatch`]) and, for `merge`, a unique key on the primary-key columns. For
     /// `replace` the staging table is created.
-    pub async fn open_load(&self, spec: LoadSpec, restart: bool) -> Result<LoadHandle, DestinationError> {
+    pub async fn open_load(
+        &self,
+        spec: LoadSpec,
+        restart: bool,
+    ) -> Result<LoadHandle, DestinationError> {
         validate_spec(&spec)?;
         let job = spec.job_key.clone();
         let table = spec.table.clone();
         let ctx = |what: &str| format!("opening the load of job {job:?} into {table}: {what}");
-        let mut tx = self.pool.begin().await.map_err(DestinationError::db(ctx("begin")))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(DestinationError::db(ctx("begin")))?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(OPEN_LOCK_CLASS)
             .bind(&spec.job_key)
@@ -223,9 +250,11 @@ impl Destination {
                 }
                 let staging = match spec.mode {
                     LoadMode::Replace => {
-                        let name = record.staging_table.clone().ok_or_else(|| DestinationError::CorruptLedger {
-                            load_id: record.id,
-                            detail: "a replace load without a staging table".into(),
+                        let name = record.staging_table.clone().ok_or_else(|| {
+                            DestinationError::CorruptLedger {
+                                load_id: record.id,
+                                detail: "a replace load without a staging table".into(),
+                            }
                         })?;
                         let staging = TableRef::new(spec.table.schema.clone(), name);
                         match table_columns(&mut tx, &staging).await? {
@@ -305,7 +334,10 @@ impl Destination {
                     LoadMode::Replace => {
                         let staging = TableRef::new(
                             spec.table.schema.clone(),
-                            ident_with_suffix(&spec.table.name, &format!("__psystem_load_{load_id}")),
+                            ident_with_suffix(
+                                &spec.table.name,
+                                &format!("__psystem_load_{load_id}"),
+                            ),
                         );
                         // A leftover of a lost ledger may carry the same name; it is ours to drop.
                         drop_table_if_exists(&mut tx, &staging).await?;
@@ -335,7 +367,9 @@ impl Destination {
                 }
             }
         };
-        tx.commit().await.map_err(DestinationError::db(ctx("commit")))?;
+        tx.commit()
+            .await
+            .map_err(DestinationError::db(ctx("commit")))?;
         Ok(handle)
     }
 
@@ -366,45 +400,77 @@ impl Destination {
         let load_id = load.load_id;
         let spec = &load.spec;
         let page = load.counters.pages + 1;
-        let ctx = |what: &str| format!("committing page {page} of load #{load_id} into {}: {what}", spec.table);
+        let ctx = |what: &str| {
+            format!(
+                "committing page {page} of load #{load_id} into {}: {what}",
+                spec.table
+            )
+        };
         let rows = batch.num_rows() as u64;
         let page_bytes_i64 = to_i64(page_bytes, "page_bytes", &spec.job_key)?;
-        let total_rows_i64 = total_rows.map(|t| to_i64(t, "total_rows", &spec.job_key)).transpose()?;
+        let total_rows_i64 = total_rows
+            .map(|t| to_i64(t, "total_rows", &spec.job_key))
+            .transpose()?;
 
-        let mut tx = self.pool.begin().await.map_err(DestinationError::db(ctx("begin")))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(DestinationError::db(ctx("begin")))?;
         lock_running_load(&mut tx, load).await?;
 
         let columns = column_list(&spec.schema);
         match spec.mode {
             LoadMode::Append => {
-                let sql = format!("COPY {} ({columns}) FROM STDIN (FORMAT binary)", quote_table(&spec.table));
+                let sql = format!(
+                    "COPY {} ({columns}) FROM STDIN (FORMAT binary)",
+                    quote_table(&spec.table)
+                );
                 copy_in(&mut tx, &sql, &encoder, &ctx("COPY")).await?;
             }
             LoadMode::Replace => {
-                let staging = load.staging.as_ref().ok_or_else(|| DestinationError::CorruptLedger {
-                    load_id,
-                    detail: "a replace load without a staging table".into(),
-                })?;
-                let sql = format!("COPY {} ({columns}) FROM STDIN (FORMAT binary)", quote_table(staging));
+                let staging =
+                    load.staging
+                        .as_ref()
+                        .ok_or_else(|| DestinationError::CorruptLedger {
+                            load_id,
+                            detail: "a replace load without a staging table".into(),
+                        })?;
+                let sql = format!(
+                    "COPY {} ({columns}) FROM STDIN (FORMAT binary)",
+                    quote_table(staging)
+                );
                 copy_in(&mut tx, &sql, &encoder, &ctx("COPY into the staging table")).await?;
             }
             LoadMode::Merge => {
                 let ord = ordinal_column(&spec.schema);
                 let mut defs = column_defs(&spec.schema)?;
-                defs.push(format!("{} bigint GENERATED ALWAYS AS IDENTITY", quote_ident(&ord)));
-                let create = format!("CREATE TEMP TABLE {MERGE_TEMP_TABLE} ({}) ON COMMIT DROP", defs.join(", "));
+                defs.push(format!(
+                    "{} bigint GENERATED ALWAYS AS IDENTITY",
+                    quote_ident(&ord)
+                ));
+                let create = format!(
+                    "CREATE TEMP TABLE {MERGE_TEMP_TABLE} ({}) ON COMMIT DROP",
+                    defs.join(", ")
+                );
                 (&mut *tx)
                     .execute(create.as_str())
                     .await
                     .map_err(DestinationError::db(ctx("create the merge table")))?;
-                let sql = format!("COPY pg_temp.{MERGE_TEMP_TABLE} ({columns}) FROM STDIN (FORMAT binary)");
+                let sql = format!(
+                    "COPY pg_temp.{MERGE_TEMP_TABLE} ({columns}) FROM STDIN (FORMAT binary)"
+                );
                 copy_in(&mut tx, &sql, &encoder, &ctx("COPY into the merge table")).await?;
                 let upsert = merge_sql(spec, &ord);
                 let merged = (&mut *tx)
                     .execute(upsert.as_str())
                     .await
                     .map_err(DestinationError::db(ctx("merge by primary key")))?;
-                debug!(load_id, rows_changed = merged.rows_affected(), "Page merged.");
+                debug!(
+                    load_id,
+                    rows_changed = merged.rows_affected(),
+                    "Page merged."
+                );
             }
         }
 
@@ -429,7 +495,9 @@ impl Destination {
         .fetch_one(&mut *tx)
         .await
         .map_err(DestinationError::db(ctx("update the counters")))?;
-        tx.commit().await.map_err(DestinationError::db(ctx("commit")))?;
+        tx.commit()
+            .await
+            .map_err(DestinationError::db(ctx("commit")))?;
 
         let as_u64 = |v: i64| v.max(0) as u64;
         load.counters = Counters {
@@ -439,7 +507,13 @@ impl Destination {
         };
         load.total_rows = row.get::<Option<i64>, _>("total_rows").map(as_u64);
         load.position = Some(position);
-        debug!(load_id, page = load.counters.pages, rows, total = load.counters.rows, "Page committed.");
+        debug!(
+            load_id,
+            page = load.counters.pages,
+            rows,
+            total = load.counters.rows,
+            "Page committed."
+        );
         Ok(())
     }
 
@@ -449,19 +523,36 @@ impl Destination {
         let load_id = load.load_id;
         let spec = &load.spec;
         let ctx = |what: &str| format!("finishing load #{load_id} into {}: {what}", spec.table);
-        let mut tx = self.pool.begin().await.map_err(DestinationError::db(ctx("begin")))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(DestinationError::db(ctx("begin")))?;
         lock_running_load(&mut tx, load).await?;
         if spec.mode == LoadMode::Replace {
-            let staging = load.staging.as_ref().ok_or_else(|| DestinationError::CorruptLedger {
-                load_id,
-                detail: "a replace load without a staging table".into(),
-            })?;
+            let staging = load
+                .staging
+                .as_ref()
+                .ok_or_else(|| DestinationError::CorruptLedger {
+                    load_id,
+                    detail: "a replace load without a staging table".into(),
+                })?;
             if table_oid_exists(&mut tx, staging).await?.is_none() {
-                return Err(DestinationError::StagingMissing { load_id, staging: staging.to_string() });
+                return Err(DestinationError::StagingMissing {
+                    load_id,
+                    staging: staging.to_string(),
+                });
             }
             drop_table_if_exists(&mut tx, &spec.table).await?;
-            let rename = format!("ALTER TABLE {} RENAME TO {}", quote_table(staging), quote_ident(&spec.table.name));
-            (&mut *tx).execute(rename.as_str()).await.map_err(DestinationError::db(ctx("rename the staging table")))?;
+            let rename = format!(
+                "ALTER TABLE {} RENAME TO {}",
+                quote_table(staging),
+                quote_ident(&spec.table.name)
+            );
+            (&mut *tx)
+                .execute(rename.as_str())
+                .await
+                .map_err(DestinationError::db(ctx("rename the staging table")))?;
             rename_primary_key(&mut tx, &spec.table).await?;
         }
         sqlx::query(
@@ -471,7 +562,9 @@ impl Destination {
         .execute(&mut *tx)
         .await
         .map_err(DestinationError::db(ctx("mark the load completed")))?;
-        tx.commit().await.map_err(DestinationError::db(ctx("commit")))?;
+        tx.commit()
+            .await
+            .map_err(DestinationError::db(ctx("commit")))?;
         info!(load_id, table = %spec.table, rows = load.counters.rows, pages = load.counters.pages, "Load completed.");
         Ok(())
     }
@@ -487,7 +580,11 @@ impl Destination {
         last_error: Option<&str>,
     ) -> Result<(), DestinationError> {
         let ctx = |what: &str| format!("setting load #{load_id} to {state}: {what}");
-        let mut tx = self.pool.begin().await.map_err(DestinationError::db(ctx("begin")))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(DestinationError::db(ctx("begin")))?;
         let row = sqlx::query(
             "UPDATE psystem.loads SET state = $2, last_error = $3, updated_at = now(), \
              finished_at = CASE WHEN $2 IN ('completed', 'cancelled') THEN now() ELSE NULL END \
@@ -507,7 +604,9 @@ impl Destination {
                 drop_table_if_exists(&mut tx, &TableRef::new(schema, staging)).await?;
             }
         }
-        tx.commit().await.map_err(DestinationError::db(ctx("commit")))?;
+        tx.commit()
+            .await
+            .map_err(DestinationError::db(ctx("commit")))?;
         debug!(load_id, %state, "Load state recorded.");
         Ok(())
     }
@@ -521,12 +620,18 @@ impl Destination {
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(DestinationError::db(format!("reading load #{id} from the ledger")))?;
+            .map_err(DestinationError::db(format!(
+                "reading load #{id} from the ledger"
+            )))?;
         row.as_ref().map(LoadRecord::from_row).transpose()
     }
 
     /// The newest loads (highest id first), of one job or of all, at most `limit`.
-    pub async fn loads(&self, job_key: Option<&str>, limit: i64) -> Result<Vec<LoadRecord>, DestinationError> {
+    pub async fn loads(
+        &self,
+        job_key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LoadRecord>, DestinationError> {
         let sql = format!(
             "SELECT {LOAD_COLUMNS} FROM psystem.loads l LEFT JOIN psystem.checkpoints c ON c.load_id = l.id \
              WHERE ($1::text IS NULL OR l.job_key = $1) ORDER BY l.id DESC LIMIT $2"
@@ -550,7 +655,10 @@ impl Destination {
         let ctx = || format!("locking job {job_key:?}");
         let mut conn = PgConnection::connect_with(&self.pool.connect_options())
             .await
-            .map_err(|source| DestinationError::Connect { url: self.redacted_url.clone(), source })?;
+            .map_err(|source| DestinationError::Connect {
+                url: self.redacted_url.clone(),
+                source,
+            })?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
             .bind(JOB_LOCK_CLASS)
             .bind(job_key)
@@ -559,7 +667,10 @@ impl Destination {
             .map_err(DestinationError::db(ctx()))?;
         if got {
             debug!(job_key, "Job lock taken.");
-            Ok(Some(JobLock { conn: Some(conn), job_key: job_key.to_string() }))
+            Ok(Some(JobLock {
+                conn: Some(conn),
+                job_key: job_key.to_string(),
+            }))
         } else {
             let _ = conn.close().await;
             debug!(job_key, "Job lock held by another session.");
@@ -572,15 +683,34 @@ impl Destination {
     ///
     /// # Errors
     /// [`DestinationError::Database`].
-    pub async fn preview(&self, table: &TableRef, limit: i64) -> Result<TablePreview, DestinationError> {
-        let mut conn = self.pool.acquire().await.map_err(DestinationError::db(format!("previewing {table}")))?;
-        let Some(columns) = table_columns(&mut conn, table).await? else { return Ok(TablePreview::default()) };
+    pub async fn preview(
+        &self,
+        table: &TableRef,
+        limit: i64,
+    ) -> Result<TablePreview, DestinationError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(DestinationError::db(format!("previewing {table}")))?;
+        let Some(columns) = table_columns(&mut conn, table).await? else {
+            return Ok(TablePreview::default());
+        };
         let names: Vec<String> = columns.iter().map(|(name, _)| name.clone()).collect();
-        let order = names.first().map(|name| format!("ORDER BY t.{}", quote_ident(name))).unwrap_or_default();
+        let order = names
+            .first()
+            .map(|name| format!("ORDER BY t.{}", quote_ident(name)))
+            .unwrap_or_default();
         // A JSON array per row keeps the table's column order (jsonb objects would sort the keys).
-        let sql = format!("SELECT json_build_array({})::text FROM {} AS t {order} LIMIT $1",
-            names.iter().map(|n| format!("t.{}", quote_ident(n))).collect::<Vec<_>>().join(", "),
-            quote_table(table));
+        let sql = format!(
+            "SELECT json_build_array({})::text FROM {} AS t {order} LIMIT $1",
+            names
+                .iter()
+                .map(|n| format!("t.{}", quote_ident(n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote_table(table)
+        );
         let rows: Vec<String> = sqlx::query_scalar(&sql)
             .bind(limit.max(0))
             .persistent(false)
@@ -594,7 +724,10 @@ impl Destination {
                 _ => Vec::new(),
             })
             .collect();
-        Ok(TablePreview { columns: names, rows })
+        Ok(TablePreview {
+            columns: names,
+            rows,
+        })
     }
 
     /// Closes the pool (waits for connections in use to be returned).
@@ -614,7 +747,9 @@ pub struct JobLock {
 
 impl fmt::Debug for JobLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JobLock").field("job_key", &self.job_key).finish_non_exhaustive()
+        f.debug_struct("JobLock")
+            .field("job_key", &self.job_key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -628,7 +763,10 @@ impl JobLock {
     /// server dropped the session and another process may take the job.
     pub async fn check(&mut self) -> Result<(), DestinationError> {
         let conn = self.conn.as_mut().expect("JobLock used after release");
-        conn.ping().await.map_err(DestinationError::db(format!("checking the lock of job {:?}", self.job_key)))
+        conn.ping().await.map_err(DestinationError::db(format!(
+            "checking the lock of job {:?}",
+            self.job_key
+        )))
     }
 
     /// Releases the lock and closes its connection; when this returns, other sessions can take the job.
@@ -639,7 +777,10 @@ impl JobLock {
             .bind(&self.job_key)
             .execute(&mut conn)
             .await
-            .map_err(DestinationError::db(format!("unlocking job {:?}", self.job_key)));
+            .map_err(DestinationError::db(format!(
+                "unlocking job {:?}",
+                self.job_key
+            )));
         let _ = conn.close().await;
         debug!(job_key = %self.job_key, "Job lock released.");
         unlock.map(|_| ())
@@ -667,7 +808,10 @@ impl Drop for JobLock {
 // Helpers
 
 fn validate_spec(spec: &LoadSpec) -> Result<(), DestinationError> {
-    let invalid = |message: String| DestinationError::InvalidSpec { job_key: spec.job_key.clone(), message };
+    let invalid = |message: String| DestinationError::InvalidSpec {
+        job_key: spec.job_key.clone(),
+        message,
+    };
     if spec.job_key.is_empty() {
         return Err(invalid("the job key is empty".into()));
     }
@@ -678,7 +822,10 @@ fn validate_spec(spec: &LoadSpec) -> Result<(), DestinationError> {
         check_ident(field.name())?;
         pg_type(field)?;
         if !seen.insert(field.name().as_str()) {
-            return Err(invalid(format!("the column {:?} appears twice in the schema", field.name())));
+            return Err(invalid(format!(
+                "the column {:?} appears twice in the schema",
+                field.name()
+            )));
         }
     }
     if spec.schema.fields().is_empty() {
@@ -687,24 +834,37 @@ fn validate_spec(spec: &LoadSpec) -> Result<(), DestinationError> {
     let mut pk_seen = std::collections::HashSet::new();
     for key in &spec.primary_key {
         if !seen.contains(key.as_str()) {
-            return Err(invalid(format!("the primary-key column {key:?} is not in the schema")));
+            return Err(invalid(format!(
+                "the primary-key column {key:?} is not in the schema"
+            )));
         }
         if !pk_seen.insert(key.as_str()) {
-            return Err(invalid(format!("the primary-key column {key:?} is listed twice")));
+            return Err(invalid(format!(
+                "the primary-key column {key:?} is listed twice"
+            )));
         }
     }
     if spec.mode == LoadMode::Merge && spec.primary_key.is_empty() {
-        return Err(invalid("mode `merge` needs a primary key (destination.primary_key)".into()));
+        return Err(invalid(
+            "mode `merge` needs a primary key (destination.primary_key)".into(),
+        ));
     }
     Ok(())
 }
 
 fn check_batch_schema(spec: &LoadSpec, schema: &Schema) -> Result<(), DestinationError> {
-    let mismatch = |detail: String| DestinationError::BatchSchemaMismatch { table: spec.table.to_string(), detail };
+    let mismatch = |detail: String| DestinationError::BatchSchemaMismatch {
+        table: spec.table.to_string(),
+        detail,
+    };
     let expected = spec.schema.fields();
     let got = schema.fields();
     if expected.len() != got.len() {
-        return Err(mismatch(format!("it has {} columns, the load has {}", got.len(), expected.len())));
+        return Err(mismatch(format!(
+            "it has {} columns, the load has {}",
+            got.len(),
+            expected.len()
+        )));
     }
     for (e, g) in expected.iter().zip(got.iter()) {
         if e.name() != g.name() || e.data_type() != g.data_type() {
@@ -729,12 +889,21 @@ fn to_i64(v: u64, what: &str, job_key: &str) -> Result<i64, DestinationError> {
 
 /// `"a", "b", …` for the columns of the schema.
 fn column_list(schema: &Schema) -> String {
-    schema.fields().iter().map(|f| quote_ident(f.name())).collect::<Vec<_>>().join(", ")
+    schema
+        .fields()
+        .iter()
+        .map(|f| quote_ident(f.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `"a" bigint`, … for the columns of the schema.
 fn column_defs(schema: &Schema) -> Result<Vec<String>, DestinationError> {
-    schema.fields().iter().map(|f| Ok(format!("{} {}", quote_ident(f.name()), pg_type(f)?))).collect()
+    schema
+        .fields()
+        .iter()
+        .map(|f| Ok(format!("{} {}", quote_ident(f.name()), pg_type(f)?)))
+        .collect()
 }
 
 /// A column name for the row order in the merge table that no data column has.
@@ -749,7 +918,12 @@ fn ordinal_column(schema: &Schema) -> String {
 /// The `INSERT … ON CONFLICT` statement that merges the page table into the target (last row per key wins).
 fn merge_sql(spec: &LoadSpec, ord: &str) -> String {
     let columns = column_list(&spec.schema);
-    let pk = spec.primary_key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+    let pk = spec
+        .primary_key
+        .iter()
+        .map(|k| quote_ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
     let others: Vec<String> = spec
         .schema
         .fields()
@@ -761,9 +935,21 @@ fn merge_sql(spec: &LoadSpec, ord: &str) -> String {
     let action = if others.is_empty() {
         "DO NOTHING".to_string()
     } else {
-        let sets = others.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect::<Vec<_>>().join(", ");
-        let old = others.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
-        let new = others.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ");
+        let sets = others
+            .iter()
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let old = others
+            .iter()
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let new = others
+            .iter()
+            .map(|c| format!("EXCLUDED.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         // ROW(…) keeps a single column a row constructor, so IS DISTINCT FROM compares values with NULLs.
         format!("DO UPDATE SET {sets} WHERE ROW({old}) IS DISTINCT FROM ROW({new})")
     };
@@ -783,7 +969,10 @@ async fn copy_in(
     encoder: &CopyEncoder<'_>,
     context: &str,
 ) -> Result<u64, DestinationError> {
-    let mut copy = conn.copy_in_raw(sql).await.map_err(DestinationError::db(context))?;
+    let mut copy = conn
+        .copy_in_raw(sql)
+        .await
+        .map_err(DestinationError::db(context))?;
     let mut buf = BytesMut::with_capacity(COPY_CHUNK + COPY_CHUNK / 4);
     CopyEncoder::write_header(&mut buf);
     for row in 0..encoder.num_rows() {
@@ -797,7 +986,10 @@ async fn copy_in(
             let sent = copy.send(&buf[..]).await.map(|_| ());
             if let Err(source) = sent {
                 let _ = copy.abort("psystem: sending COPY data failed").await;
-                return Err(DestinationError::Database { context: context.to_string(), source });
+                return Err(DestinationError::Database {
+                    context: context.to_string(),
+                    source,
+                });
             }
             buf.clear();
         }
@@ -806,25 +998,36 @@ async fn copy_in(
     let sent = copy.send(&buf[..]).await.map(|_| ());
     if let Err(source) = sent {
         let _ = copy.abort("psystem: sending COPY data failed").await;
-        return Err(DestinationError::Database { context: context.to_string(), source });
+        return Err(DestinationError::Database {
+            context: context.to_string(),
+            source,
+        });
     }
     copy.finish().await.map_err(DestinationError::db(context))
 }
 
 /// Locks the load row for the transaction and checks that the load is `running` and that the handle knows
 /// all its committed pages (so that a page is never written twice through two handles).
-async fn lock_running_load(conn: &mut PgConnection, load: &LoadHandle) -> Result<(), DestinationError> {
+async fn lock_running_load(
+    conn: &mut PgConnection,
+    load: &LoadHandle,
+) -> Result<(), DestinationError> {
     let load_id = load.load_id;
     let row = sqlx::query("SELECT state, pages FROM psystem.loads WHERE id = $1 FOR UPDATE")
         .bind(load_id)
         .fetch_optional(&mut *conn)
         .await
-        .map_err(DestinationError::db(format!("locking load #{load_id} in the ledger")))?
+        .map_err(DestinationError::db(format!(
+            "locking load #{load_id} in the ledger"
+        )))?
         .ok_or(DestinationError::LoadNotFound { load_id })?;
     let state: Option<String> = row.get("state");
     let pages: i64 = row.get("pages");
     if state.as_deref() != Some("running") {
-        return Err(DestinationError::LoadNotActive { load_id, state: state.unwrap_or_default() });
+        return Err(DestinationError::LoadNotActive {
+            load_id,
+            state: state.unwrap_or_default(),
+        });
     }
     if pages.max(0) as u64 != load.counters.pages {
         return Err(DestinationError::StaleHandle {
@@ -839,11 +1042,14 @@ async fn lock_running_load(conn: &mut PgConnection, load: &LoadHandle) -> Result
 /// Creates the schema unless it exists (checked first: `CREATE SCHEMA IF NOT EXISTS` needs the right to
 /// create schemas even when the schema is there).
 async fn ensure_schema(conn: &mut PgConnection, schema: &str) -> Result<(), DestinationError> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-        .bind(schema)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(DestinationError::db(format!("looking up schema {schema:?}")))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(DestinationError::db(format!(
+                "looking up schema {schema:?}"
+            )))?;
     if !exists {
         let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
         (&mut *conn)
@@ -862,7 +1068,9 @@ async fn prepare_target(conn: &mut PgConnection, spec: &LoadSpec) -> Result<(), 
         None => create_table(conn, &spec.table, spec).await?,
         Some(columns) => {
             check_columns(&spec.table, &spec.schema, &columns)?;
-            if spec.mode == LoadMode::Merge && !has_unique_key(conn, &spec.table, &spec.primary_key).await? {
+            if spec.mode == LoadMode::Merge
+                && !has_unique_key(conn, &spec.table, &spec.primary_key).await?
+            {
                 return Err(DestinationError::MissingUniqueKey {
                     table: spec.table.to_string(),
                     columns: spec.primary_key.clone(),
@@ -873,25 +1081,50 @@ async fn prepare_target(conn: &mut PgConnection, spec: &LoadSpec) -> Result<(), 
     Ok(())
 }
 
-async fn create_table(conn: &mut PgConnection, table: &TableRef, spec: &LoadSpec) -> Result<(), DestinationError> {
+async fn create_table(
+    conn: &mut PgConnection,
+    table: &TableRef,
+    spec: &LoadSpec,
+) -> Result<(), DestinationError> {
     let mut defs = column_defs(&spec.schema)?;
     if !spec.primary_key.is_empty() {
-        let pk = spec.primary_key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+        let pk = spec
+            .primary_key
+            .iter()
+            .map(|k| quote_ident(k))
+            .collect::<Vec<_>>()
+            .join(", ");
         defs.push(format!("PRIMARY KEY ({pk})"));
     }
-    let sql = format!("CREATE TABLE IF NOT EXISTS {} ({})", quote_table(table), defs.join(", "));
-    (&mut *conn).execute(sql.as_str()).await.map_err(DestinationError::db(format!("creating table {table}")))?;
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote_table(table),
+        defs.join(", ")
+    );
+    (&mut *conn)
+        .execute(sql.as_str())
+        .await
+        .map_err(DestinationError::db(format!("creating table {table}")))?;
     info!(%table, "Table created.");
     Ok(())
 }
 
-async fn drop_table_if_exists(conn: &mut PgConnection, table: &TableRef) -> Result<(), DestinationError> {
+async fn drop_table_if_exists(
+    conn: &mut PgConnection,
+    table: &TableRef,
+) -> Result<(), DestinationError> {
     let sql = format!("DROP TABLE IF EXISTS {}", quote_table(table));
-    (&mut *conn).execute(sql.as_str()).await.map_err(DestinationError::db(format!("dropping table {table}")))?;
+    (&mut *conn)
+        .execute(sql.as_str())
+        .await
+        .map_err(DestinationError::db(format!("dropping table {table}")))?;
     Ok(())
 }
 
-async fn table_oid_exists(conn: &mut PgConnection, table: &TableRef) -> Result<Option<i64>, DestinationError> {
+async fn table_oid_exists(
+    conn: &mut PgConnection,
+    table: &TableRef,
+) -> Result<Option<i64>, DestinationError> {
     sqlx::query_scalar("SELECT to_regclass($1)::oid::bigint")
         .bind(quote_table(table))
         .fetch_one(&mut *conn)
@@ -915,10 +1148,18 @@ async fn table_columns(
     .fetch_all(&mut *conn)
     .await
     .map_err(DestinationError::db(format!("reading the columns of {table}")))?;
-    Ok(Some(rows.iter().map(|r| (r.get("name"), r.get("type"))).collect()))
+    Ok(Some(
+        rows.iter()
+            .map(|r| (r.get("name"), r.get("type")))
+            .collect(),
+    ))
 }
 
-fn check_columns(table: &TableRef, schema: &Schema, columns: &[(String, String)]) -> Result<(), DestinationError> {
+fn check_columns(
+    table: &TableRef,
+    schema: &Schema,
+    columns: &[(String, String)],
+) -> Result<(), DestinationError> {
     let mut missing = Vec::new();
     for field in schema.fields() {
         match columns.iter().find(|(name, _)| name == field.name()) {
@@ -940,12 +1181,19 @@ fn check_columns(table: &TableRef, schema: &Schema, columns: &[(String, String)]
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(DestinationError::SchemaMismatch { table: table.to_string(), missing })
+        Err(DestinationError::SchemaMismatch {
+            table: table.to_string(),
+            missing,
+        })
     }
 }
 
 /// Whether the table has a primary key or an immediate, non-partial unique index on exactly `keys`.
-async fn has_unique_key(conn: &mut PgConnection, table: &TableRef, keys: &[String]) -> Result<bool, DestinationError> {
+async fn has_unique_key(
+    conn: &mut PgConnection,
+    table: &TableRef,
+    keys: &[String],
+) -> Result<bool, DestinationError> {
     let mut sorted: Vec<String> = keys.to_vec();
     sorted.sort();
     sqlx::query_scalar(
@@ -963,7 +1211,10 @@ async fn has_unique_key(conn: &mut PgConnection, table: &TableRef, keys: &[Strin
 
 /// After a swap, renames the primary-key constraint inherited from the staging table to `<table>_pkey`
 /// (unless that name is taken).
-async fn rename_primary_key(conn: &mut PgConnection, table: &TableRef) -> Result<(), DestinationError> {
+async fn rename_primary_key(
+    conn: &mut PgConnection,
+    table: &TableRef,
+) -> Result<(), DestinationError> {
     let current: Option<String> = sqlx::query_scalar(
         "SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'",
     )
@@ -971,10 +1222,14 @@ async fn rename_primary_key(conn: &mut PgConnection, table: &TableRef) -> Result
     .fetch_optional(&mut *conn)
     .await
     .map_err(DestinationError::db(format!("reading the primary key of {table}")))?;
-    let Some(current) = current else { return Ok(()) };
+    let Some(current) = current else {
+        return Ok(());
+    };
     let wanted = ident_with_suffix(&table.name, "_pkey");
     if current == wanted
-        || table_oid_exists(conn, &TableRef::new(table.schema.clone(), wanted.clone())).await?.is_some()
+        || table_oid_exists(conn, &TableRef::new(table.schema.clone(), wanted.clone()))
+            .await?
+            .is_some()
     {
         return Ok(());
     }
@@ -987,7 +1242,9 @@ async fn rename_primary_key(conn: &mut PgConnection, table: &TableRef) -> Result
     (&mut *conn)
         .execute(sql.as_str())
         .await
-        .map_err(DestinationError::db(format!("renaming the primary key of {table}")))?;
+        .map_err(DestinationError::db(format!(
+            "renaming the primary key of {table}"
+        )))?;
     Ok(())
 }
 
@@ -1025,7 +1282,13 @@ mod tests {
     fn merge_sql_quotes_and_keeps_the_last_row() {
         let sql = merge_sql(&spec(LoadMode::Merge, &["id"]), "psystem__page_row");
         assert!(sql.contains("INSERT INTO \"public\".\"T\" AS t"), "{sql}");
-        assert!(sql.contains("ORDER BY \"id\", \"psystem__page_row\" DESC"), "{sql}");
-        assert!(sql.contains("DO UPDATE SET \"v\" = EXCLUDED.\"v\""), "{sql}");
+        assert!(
+            sql.contains("ORDER BY \"id\", \"psystem__page_row\" DESC"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("DO UPDATE SET \"v\" = EXCLUDED.\"v\""),
+            "{sql}"
+        );
     }
 }

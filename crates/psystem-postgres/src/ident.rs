@@ -31,7 +31,11 @@ pub fn quote_ident(ident: &str) -> String {
 
 /// Quotes a schema-qualified table name: `"schema"."name"`.
 pub fn quote_table(table: &TableRef) -> String {
-    format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.name))
+    format!(
+        "{}.{}",
+        quote_ident(&table.schema),
+        quote_ident(&table.name)
+    )
 }
 
 /// Checks that a name can be a PostgreSQL identifier as it is: not empty, no NUL, at most 63 bytes.
@@ -41,11 +45,17 @@ pub fn check_ident(ident: &str) -> Result<(), DestinationError> {
     } else if ident.contains('\0') {
         "it contains a NUL character".to_string()
     } else if ident.len() > MAX_IDENT_BYTES {
-        format!("it is {} bytes long and PostgreSQL keeps at most {MAX_IDENT_BYTES}", ident.len())
+        format!(
+            "it is {} bytes long and PostgreSQL keeps at most {MAX_IDENT_BYTES}",
+            ident.len()
+        )
     } else {
         return Ok(());
     };
-    Err(DestinationError::InvalidIdentifier { identifier: ident.to_string(), reason })
+    Err(DestinationError::InvalidIdentifier {
+        identifier: ident.to_string(),
+        reason,
+    })
 }
 
 /// `base` followed by `suffix`, with `base` shortened (at a character boundary) so that the whole fits in

@@ -73,12 +73,16 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<usize, DestinationError>
         .await
         .map_err(bookkeeping)?;
     // `CREATE SCHEMA IF NOT EXISTS` needs the right to create schemas even when the schema exists: look first.
-    let has_schema: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'psystem')")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(bookkeeping)?;
+    let has_schema: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'psystem')")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(bookkeeping)?;
     if !has_schema {
-        (&mut *tx).execute("CREATE SCHEMA psystem").await.map_err(bookkeeping)?;
+        (&mut *tx)
+            .execute("CREATE SCHEMA psystem")
+            .await
+            .map_err(bookkeeping)?;
     }
     (&mut *tx)
         .execute(
@@ -87,13 +91,17 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<usize, DestinationError>
         )
         .await
         .map_err(bookkeeping)?;
-    let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM psystem.schema_migrations ORDER BY version")
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(bookkeeping)?;
+    let applied: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM psystem.schema_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(bookkeeping)?;
     if let Some(&found) = applied.last() {
         if found > LEDGER_VERSION {
-            return Err(DestinationError::LedgerTooNew { found, supported: LEDGER_VERSION });
+            return Err(DestinationError::LedgerTooNew {
+                found,
+                supported: LEDGER_VERSION,
+            });
         }
     }
     let mut count = 0;
@@ -103,11 +111,13 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<usize, DestinationError>
         }
         let err = |source| DestinationError::Migrate { version, source };
         (&mut *tx).execute(sql).await.map_err(err)?;
-        sqlx::query("INSERT INTO psystem.schema_migrations (version, applied_at) VALUES ($1, now())")
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO psystem.schema_migrations (version, applied_at) VALUES ($1, now())",
+        )
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
         info!(version, "Ledger migration applied.");
         count += 1;
     }
@@ -163,13 +173,20 @@ pub(crate) const LOAD_COLUMNS: &str =
 
 impl LoadRecord {
     pub(crate) fn from_row(row: &PgRow) -> Result<LoadRecord, DestinationError> {
-        let get_err =
-            |source| DestinationError::Database { context: "reading the ledger (psystem.loads)".into(), source };
+        let get_err = |source| DestinationError::Database {
+            context: "reading the ledger (psystem.loads)".into(),
+            source,
+        };
         let id: i64 = row.try_get("id").map_err(get_err)?;
-        let corrupt = |detail: String| DestinationError::CorruptLedger { load_id: id, detail };
+        let corrupt = |detail: String| DestinationError::CorruptLedger {
+            load_id: id,
+            detail,
+        };
         let mode: String = row.try_get("mode").map_err(get_err)?;
         let state: String = row.try_get("state").map_err(get_err)?;
-        let nonneg = |name: &str, v: i64| u64::try_from(v).map_err(|_| corrupt(format!("{name} is negative ({v})")));
+        let nonneg = |name: &str, v: i64| {
+            u64::try_from(v).map_err(|_| corrupt(format!("{name} is negative ({v})")))
+        };
         let total_rows: Option<i64> = row.try_get("total_rows").map_err(get_err)?;
         Ok(LoadRecord {
             id,
@@ -181,8 +198,10 @@ impl LoadRecord {
                 row.try_get::<String, _>("target_schema").map_err(get_err)?,
                 row.try_get::<String, _>("target_table").map_err(get_err)?,
             ),
-            mode: LoadMode::parse(&mode).ok_or_else(|| corrupt(format!("unknown mode {mode:?}")))?,
-            state: JobState::parse(&state).ok_or_else(|| corrupt(format!("unknown state {state:?}")))?,
+            mode: LoadMode::parse(&mode)
+                .ok_or_else(|| corrupt(format!("unknown mode {mode:?}")))?,
+            state: JobState::parse(&state)
+                .ok_or_else(|| corrupt(format!("unknown state {state:?}")))?,
             total_rows: total_rows.map(|v| nonneg("total_rows", v)).transpose()?,
             counters: Counters {
                 pages: nonneg("pages", row.try_get("pages").map_err(get_err)?)?,

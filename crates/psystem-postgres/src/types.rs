@@ -100,7 +100,13 @@ mod tests {
         let f = |t: DataType| pg_type(&Field::new("c", t, true)).unwrap();
         assert_eq!(f(DataType::Int8), "smallint");
         assert_eq!(f(DataType::UInt64), "numeric(20,0)");
-        assert_eq!(f(DataType::Timestamp(TimeUnit::Nanosecond, Some("+02:00".into()))), "timestamptz");
+        assert_eq!(
+            f(DataType::Timestamp(
+                TimeUnit::Nanosecond,
+                Some("+02:00".into())
+            )),
+            "timestamptz"
+        );
         assert_eq!(f(DataType::Timestamp(TimeUnit::Second, None)), "timestamp");
         assert_eq!(f(DataType::Time32(TimeUnit::Millisecond)), "time");
         assert_eq!(f(DataType::Null), "text");

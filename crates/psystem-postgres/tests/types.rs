@@ -55,35 +55,140 @@ fn all_types_batch() -> RecordBatch {
         fields.push(Field::new(name, dt, true));
         cols.push(a);
     };
-    add("id", DataType::Int64, Arc::new(Int64Array::from(vec![1, 2, 3, 4])));
-    add("i8", DataType::Int8, Arc::new(Int8Array::from(vec![Some(7), Some(i8::MIN), None, Some(i8::MAX)])));
-    add("i16", DataType::Int16, Arc::new(Int16Array::from(vec![Some(-7), Some(i16::MIN), None, Some(i16::MAX)])));
-    add("i32", DataType::Int32, Arc::new(Int32Array::from(vec![Some(42), Some(i32::MIN), None, Some(i32::MAX)])));
-    add("i64", DataType::Int64, Arc::new(Int64Array::from(vec![Some(-42), Some(i64::MIN), None, Some(i64::MAX)])));
-    add("u8", DataType::UInt8, Arc::new(UInt8Array::from(vec![Some(1), Some(0), None, Some(u8::MAX)])));
-    add("u16", DataType::UInt16, Arc::new(UInt16Array::from(vec![Some(1), Some(0), None, Some(u16::MAX)])));
-    add("u32", DataType::UInt32, Arc::new(UInt32Array::from(vec![Some(1), Some(0), None, Some(u32::MAX)])));
-    add("u64", DataType::UInt64, Arc::new(UInt64Array::from(vec![Some(10_000), Some(0), None, Some(u64::MAX)])));
+    add(
+        "id",
+        DataType::Int64,
+        Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+    );
+    add(
+        "i8",
+        DataType::Int8,
+        Arc::new(Int8Array::from(vec![
+            Some(7),
+            Some(i8::MIN),
+            None,
+            Some(i8::MAX),
+        ])),
+    );
+    add(
+        "i16",
+        DataType::Int16,
+        Arc::new(Int16Array::from(vec![
+            Some(-7),
+            Some(i16::MIN),
+            None,
+            Some(i16::MAX),
+        ])),
+    );
+    add(
+        "i32",
+        DataType::Int32,
+        Arc::new(Int32Array::from(vec![
+            Some(42),
+            Some(i32::MIN),
+            None,
+            Some(i32::MAX),
+        ])),
+    );
+    add(
+        "i64",
+        DataType::Int64,
+        Arc::new(Int64Array::from(vec![
+            Some(-42),
+            Some(i64::MIN),
+            None,
+            Some(i64::MAX),
+        ])),
+    );
+    add(
+        "u8",
+        DataType::UInt8,
+        Arc::new(UInt8Array::from(vec![
+            Some(1),
+            Some(0),
+            None,
+            Some(u8::MAX),
+        ])),
+    );
+    add(
+        "u16",
+        DataType::UInt16,
+        Arc::new(UInt16Array::from(vec![
+            Some(1),
+            Some(0),
+            None,
+            Some(u16::MAX),
+        ])),
+    );
+    add(
+        "u32",
+        DataType::UInt32,
+        Arc::new(UInt32Array::from(vec![
+            Some(1),
+            Some(0),
+            None,
+            Some(u32::MAX),
+        ])),
+    );
+    add(
+        "u64",
+        DataType::UInt64,
+        Arc::new(UInt64Array::from(vec![
+            Some(10_000),
+            Some(0),
+            None,
+            Some(u64::MAX),
+        ])),
+    );
     add(
         "f32",
         DataType::Float32,
-        Arc::new(Float32Array::from(vec![Some(1.5), Some(f32::MIN_POSITIVE), None, Some(f32::INFINITY)])),
+        Arc::new(Float32Array::from(vec![
+            Some(1.5),
+            Some(f32::MIN_POSITIVE),
+            None,
+            Some(f32::INFINITY),
+        ])),
     );
     add(
         "f64",
         DataType::Float64,
-        Arc::new(Float64Array::from(vec![Some(std::f64::consts::PI), Some(-0.0), None, Some(f64::MAX)])),
+        Arc::new(Float64Array::from(vec![
+            Some(std::f64::consts::PI),
+            Some(-0.0),
+            None,
+            Some(f64::MAX),
+        ])),
     );
-    add("b", DataType::Boolean, Arc::new(BooleanArray::from(vec![Some(true), Some(false), None, Some(true)])));
+    add(
+        "b",
+        DataType::Boolean,
+        Arc::new(BooleanArray::from(vec![
+            Some(true),
+            Some(false),
+            None,
+            Some(true),
+        ])),
+    );
     add(
         "s",
         DataType::Utf8,
-        Arc::new(StringArray::from(vec![Some(TRICKY[0]), Some(TRICKY[1]), None, Some(TRICKY[5])])),
+        Arc::new(StringArray::from(vec![
+            Some(TRICKY[0]),
+            Some(TRICKY[1]),
+            None,
+            Some(TRICKY[5]),
+        ])),
     );
     add(
         "ls",
         DataType::LargeUtf8,
-        Arc::new(LargeStringArray::from(vec![Some(TRICKY[2]), Some(TRICKY[3]), None, Some(TRICKY[6])])),
+        Arc::new(LargeStringArray::from(vec![
+            Some(TRICKY[2]),
+            Some(TRICKY[3]),
+            None,
+            Some(TRICKY[6]),
+        ])),
     );
     let mut sv = StringViewBuilder::new();
     sv.append_value(TRICKY[4]);
@@ -94,12 +199,22 @@ fn all_types_batch() -> RecordBatch {
     add(
         "bin",
         DataType::Binary,
-        Arc::new(BinaryArray::from(vec![Some(&[0u8, 1, 2, 255][..]), Some(&b""[..]), None, Some(&b"\\\n\t\0"[..])])),
+        Arc::new(BinaryArray::from(vec![
+            Some(&[0u8, 1, 2, 255][..]),
+            Some(&b""[..]),
+            None,
+            Some(&b"\\\n\t\0"[..]),
+        ])),
     );
     add(
         "lbin",
         DataType::LargeBinary,
-        Arc::new(LargeBinaryArray::from(vec![Some(&[9u8][..]), Some(&[0u8; 300][..]), None, Some(&b"x"[..])])),
+        Arc::new(LargeBinaryArray::from(vec![
+            Some(&[9u8][..]),
+            Some(&[0u8; 300][..]),
+            None,
+            Some(&b"x"[..]),
+        ])),
     );
     let mut bv = BinaryViewBuilder::new();
     bv.append_value([1u8, 2, 3]);
@@ -132,7 +247,12 @@ fn all_types_batch() -> RecordBatch {
                 TimeUnit::Nanosecond => us * 1_000 + extra_ns,
             }
         };
-        let values = vec![Some(conv(ts_a, 456)), Some(conv(ts_b, 999)), None, Some(conv(ts_c, 0))];
+        let values = vec![
+            Some(conv(ts_a, 456)),
+            Some(conv(ts_b, 999)),
+            None,
+            Some(conv(ts_c, 0)),
+        ];
         let ts: ArrayRef = match unit {
             TimeUnit::Second => Arc::new(TimestampSecondArray::from(values.clone())),
             TimeUnit::Millisecond => Arc::new(TimestampMillisecondArray::from(values.clone())),
@@ -141,17 +261,29 @@ fn all_types_batch() -> RecordBatch {
         };
         add(&format!("ts_{name}"), DataType::Timestamp(unit, None), ts);
         let tstz: ArrayRef = match unit {
-            TimeUnit::Second => Arc::new(TimestampSecondArray::from(values).with_timezone("+02:00")),
-            TimeUnit::Millisecond => Arc::new(TimestampMillisecondArray::from(values).with_timezone("+02:00")),
-            TimeUnit::Microsecond => Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC")),
-            TimeUnit::Nanosecond => Arc::new(TimestampNanosecondArray::from(values).with_timezone("America/New_York")),
+            TimeUnit::Second => {
+                Arc::new(TimestampSecondArray::from(values).with_timezone("+02:00"))
+            }
+            TimeUnit::Millisecond => {
+                Arc::new(TimestampMillisecondArray::from(values).with_timezone("+02:00"))
+            }
+            TimeUnit::Microsecond => {
+                Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+            }
+            TimeUnit::Nanosecond => {
+                Arc::new(TimestampNanosecondArray::from(values).with_timezone("America/New_York"))
+            }
         };
         let tz = match unit {
             TimeUnit::Second | TimeUnit::Millisecond => "+02:00",
             TimeUnit::Microsecond => "UTC",
             TimeUnit::Nanosecond => "America/New_York",
         };
-        add(&format!("tstz_{name}"), DataType::Timestamp(unit, Some(tz.into())), tstz);
+        add(
+            &format!("tstz_{name}"),
+            DataType::Timestamp(unit, Some(tz.into())),
+            tstz,
+        );
     }
     let t_a = "13:14:15.161718";
     let t_b = "23:59:59.999999";
@@ -178,7 +310,12 @@ fn all_types_batch() -> RecordBatch {
     add(
         "t64_us",
         DataType::Time64(TimeUnit::Microsecond),
-        Arc::new(Time64MicrosecondArray::from(vec![Some(time_micros(t_a)), Some(0), None, Some(time_micros(t_b))])),
+        Arc::new(Time64MicrosecondArray::from(vec![
+            Some(time_micros(t_a)),
+            Some(0),
+            None,
+            Some(time_micros(t_b)),
+        ])),
     );
     add(
         "t64_ns",
@@ -209,45 +346,90 @@ async fn check_all_types(conn: &mut PgConnection, table: &str) {
     assert_eq!(r[3].get::<Option<i32>, _>("u8"), Some(255));
     assert_eq!(r[3].get::<Option<i32>, _>("u16"), Some(65_535));
     assert_eq!(r[3].get::<Option<i64>, _>("u32"), Some(4_294_967_295));
-    assert_eq!(r[0].get::<Option<String>, _>("u64_text").as_deref(), Some("10000"));
-    assert_eq!(r[1].get::<Option<String>, _>("u64_text").as_deref(), Some("0"));
-    assert_eq!(r[3].get::<Option<String>, _>("u64_text").as_deref(), Some("18446744073709551615"));
+    assert_eq!(
+        r[0].get::<Option<String>, _>("u64_text").as_deref(),
+        Some("10000")
+    );
+    assert_eq!(
+        r[1].get::<Option<String>, _>("u64_text").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        r[3].get::<Option<String>, _>("u64_text").as_deref(),
+        Some("18446744073709551615")
+    );
     assert_eq!(r[0].get::<String, _>("u64_type"), "numeric");
     // Floats.
     assert_eq!(r[0].get::<Option<f32>, _>("f32"), Some(1.5));
     assert_eq!(r[1].get::<Option<f32>, _>("f32"), Some(f32::MIN_POSITIVE));
     assert_eq!(r[3].get::<Option<f32>, _>("f32"), Some(f32::INFINITY));
-    assert_eq!(r[0].get::<Option<f64>, _>("f64"), Some(std::f64::consts::PI));
+    assert_eq!(
+        r[0].get::<Option<f64>, _>("f64"),
+        Some(std::f64::consts::PI)
+    );
     let neg_zero = r[1].get::<Option<f64>, _>("f64").unwrap();
     assert!(neg_zero == 0.0 && neg_zero.is_sign_negative());
     assert_eq!(r[3].get::<Option<f64>, _>("f64"), Some(f64::MAX));
     assert_eq!(r[1].get::<Option<bool>, _>("b"), Some(false));
     assert_eq!(r[3].get::<Option<bool>, _>("b"), Some(true));
     // Text, byte for byte.
-    assert_eq!(r[0].get::<Option<String>, _>("s").as_deref(), Some(TRICKY[0]));
-    assert_eq!(r[1].get::<Option<String>, _>("s").as_deref(), Some(TRICKY[1]));
-    assert_eq!(r[3].get::<Option<String>, _>("s").as_deref(), Some(TRICKY[5]));
-    assert_eq!(r[0].get::<Option<String>, _>("ls").as_deref(), Some(TRICKY[2]));
-    assert_eq!(r[1].get::<Option<String>, _>("ls").as_deref(), Some(TRICKY[3]));
+    assert_eq!(
+        r[0].get::<Option<String>, _>("s").as_deref(),
+        Some(TRICKY[0])
+    );
+    assert_eq!(
+        r[1].get::<Option<String>, _>("s").as_deref(),
+        Some(TRICKY[1])
+    );
+    assert_eq!(
+        r[3].get::<Option<String>, _>("s").as_deref(),
+        Some(TRICKY[5])
+    );
+    assert_eq!(
+        r[0].get::<Option<String>, _>("ls").as_deref(),
+        Some(TRICKY[2])
+    );
+    assert_eq!(
+        r[1].get::<Option<String>, _>("ls").as_deref(),
+        Some(TRICKY[3])
+    );
     assert_eq!(r[3].get::<Option<String>, _>("ls").as_deref(), Some(""));
-    assert_eq!(r[0].get::<Option<String>, _>("sv").as_deref(), Some(TRICKY[4]));
+    assert_eq!(
+        r[0].get::<Option<String>, _>("sv").as_deref(),
+        Some(TRICKY[4])
+    );
     assert_eq!(
         r[1].get::<Option<String>, _>("sv").as_deref(),
         Some("a string longer than twelve bytes, stored out of line 🧬")
     );
     assert_eq!(r[3].get::<Option<String>, _>("sv").as_deref(), Some("NULL"));
     // Bytes.
-    assert_eq!(r[0].get::<Option<Vec<u8>>, _>("bin"), Some(vec![0, 1, 2, 255]));
+    assert_eq!(
+        r[0].get::<Option<Vec<u8>>, _>("bin"),
+        Some(vec![0, 1, 2, 255])
+    );
     assert_eq!(r[1].get::<Option<Vec<u8>>, _>("bin"), Some(vec![]));
-    assert_eq!(r[3].get::<Option<Vec<u8>>, _>("bin"), Some(b"\\\n\t\0".to_vec()));
+    assert_eq!(
+        r[3].get::<Option<Vec<u8>>, _>("bin"),
+        Some(b"\\\n\t\0".to_vec())
+    );
     assert_eq!(r[1].get::<Option<Vec<u8>>, _>("lbin"), Some(vec![0; 300]));
     assert_eq!(r[0].get::<Option<Vec<u8>>, _>("bv"), Some(vec![1, 2, 3]));
     assert_eq!(r[1].get::<Option<Vec<u8>>, _>("bv"), Some(vec![7; 40]));
     // Dates.
     let date = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    assert_eq!(r[0].get::<Option<NaiveDate>, _>("d"), Some(date("2024-02-29")));
-    assert_eq!(r[1].get::<Option<NaiveDate>, _>("d"), Some(date("1900-01-01")));
-    assert_eq!(r[3].get::<Option<NaiveDate>, _>("d"), Some(date("1970-01-01")));
+    assert_eq!(
+        r[0].get::<Option<NaiveDate>, _>("d"),
+        Some(date("2024-02-29"))
+    );
+    assert_eq!(
+        r[1].get::<Option<NaiveDate>, _>("d"),
+        Some(date("1900-01-01"))
+    );
+    assert_eq!(
+        r[3].get::<Option<NaiveDate>, _>("d"),
+        Some(date("1970-01-01"))
+    );
     // Timestamps, per unit (seconds and milliseconds lose the finer digits; nanoseconds round down).
     let expected_a = [
         ("s", "2024-02-29 12:34:56"),
@@ -263,25 +445,74 @@ async fn check_all_types(conn: &mut PgConnection, table: &str) {
     ];
     for ((unit, a), (_, b)) in expected_a.iter().zip(expected_b.iter()) {
         let col = format!("ts_{unit}");
-        assert_eq!(r[0].get::<Option<NaiveDateTime>, _>(col.as_str()), Some(ndt(a)), "{col}");
-        assert_eq!(r[1].get::<Option<NaiveDateTime>, _>(col.as_str()), Some(ndt(b)), "{col}");
-        assert_eq!(r[2].get::<Option<NaiveDateTime>, _>(col.as_str()), None, "{col}");
-        assert_eq!(r[3].get::<Option<NaiveDateTime>, _>(col.as_str()), Some(ndt("1999-12-31 23:59:59")), "{col}");
+        assert_eq!(
+            r[0].get::<Option<NaiveDateTime>, _>(col.as_str()),
+            Some(ndt(a)),
+            "{col}"
+        );
+        assert_eq!(
+            r[1].get::<Option<NaiveDateTime>, _>(col.as_str()),
+            Some(ndt(b)),
+            "{col}"
+        );
+        assert_eq!(
+            r[2].get::<Option<NaiveDateTime>, _>(col.as_str()),
+            None,
+            "{col}"
+        );
+        assert_eq!(
+            r[3].get::<Option<NaiveDateTime>, _>(col.as_str()),
+            Some(ndt("1999-12-31 23:59:59")),
+            "{col}"
+        );
         // timestamptz: the Arrow value is the UTC instant, whatever the zone label.
         let col = format!("tstz_{unit}");
-        assert_eq!(r[0].get::<Option<DateTime<Utc>>, _>(col.as_str()), Some(ndt(a).and_utc()), "{col}");
-        assert_eq!(r[1].get::<Option<DateTime<Utc>>, _>(col.as_str()), Some(ndt(b).and_utc()), "{col}");
-        assert_eq!(r[2].get::<Option<DateTime<Utc>>, _>(col.as_str()), None, "{col}");
+        assert_eq!(
+            r[0].get::<Option<DateTime<Utc>>, _>(col.as_str()),
+            Some(ndt(a).and_utc()),
+            "{col}"
+        );
+        assert_eq!(
+            r[1].get::<Option<DateTime<Utc>>, _>(col.as_str()),
+            Some(ndt(b).and_utc()),
+            "{col}"
+        );
+        assert_eq!(
+            r[2].get::<Option<DateTime<Utc>>, _>(col.as_str()),
+            None,
+            "{col}"
+        );
     }
     // Times.
     let time = |s| NaiveTime::parse_from_str(s, "%H:%M:%S%.f").unwrap();
-    assert_eq!(r[0].get::<Option<NaiveTime>, _>("t32_s"), Some(time("13:14:15")));
-    assert_eq!(r[0].get::<Option<NaiveTime>, _>("t32_ms"), Some(time("13:14:15.161")));
-    assert_eq!(r[0].get::<Option<NaiveTime>, _>("t64_us"), Some(time("13:14:15.161718")));
-    assert_eq!(r[0].get::<Option<NaiveTime>, _>("t64_ns"), Some(time("13:14:15.161718")));
-    assert_eq!(r[3].get::<Option<NaiveTime>, _>("t32_s"), Some(time("23:59:59")));
-    assert_eq!(r[3].get::<Option<NaiveTime>, _>("t64_us"), Some(time("23:59:59.999999")));
-    assert_eq!(r[1].get::<Option<NaiveTime>, _>("t64_ns"), Some(NaiveTime::MIN));
+    assert_eq!(
+        r[0].get::<Option<NaiveTime>, _>("t32_s"),
+        Some(time("13:14:15"))
+    );
+    assert_eq!(
+        r[0].get::<Option<NaiveTime>, _>("t32_ms"),
+        Some(time("13:14:15.161"))
+    );
+    assert_eq!(
+        r[0].get::<Option<NaiveTime>, _>("t64_us"),
+        Some(time("13:14:15.161718"))
+    );
+    assert_eq!(
+        r[0].get::<Option<NaiveTime>, _>("t64_ns"),
+        Some(time("13:14:15.161718"))
+    );
+    assert_eq!(
+        r[3].get::<Option<NaiveTime>, _>("t32_s"),
+        Some(time("23:59:59"))
+    );
+    assert_eq!(
+        r[3].get::<Option<NaiveTime>, _>("t64_us"),
+        Some(time("23:59:59.999999"))
+    );
+    assert_eq!(
+        r[1].get::<Option<NaiveTime>, _>("t64_ns"),
+        Some(NaiveTime::MIN)
+    );
     // NULLs everywhere in row 3, and the Null column is always NULL.
     let non_null: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM {table} t, jsonb_each(to_jsonb(t)) e WHERE t.id = 3 AND e.key <> 'id' AND e.value <> 'null'::jsonb"
@@ -290,10 +521,12 @@ async fn check_all_types(conn: &mut PgConnection, table: &str) {
     .await
     .unwrap();
     assert_eq!(non_null, 0, "row 3 must be NULL in every column");
-    let null_col: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE nothing IS NOT NULL"))
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+    let null_col: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {table} WHERE nothing IS NOT NULL"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
     assert_eq!(null_col, 0);
 }
 
@@ -307,12 +540,24 @@ async fn encoder_round_trips_every_type_through_raw_copy() {
         .schema()
         .fields()
         .iter()
-        .map(|f| format!("{} {}", psystem_postgres::quote_ident(f.name()), psystem_postgres::pg_type(f).unwrap()))
+        .map(|f| {
+            format!(
+                "{} {}",
+                psystem_postgres::quote_ident(f.name()),
+                psystem_postgres::pg_type(f).unwrap()
+            )
+        })
         .collect();
-    sqlx::raw_sql(&format!("CREATE TABLE all_types ({})", defs.join(", "))).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE TABLE all_types ({})", defs.join(", ")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let mut buf = BytesMut::new();
     encode_copy_binary(&batch, &mut buf).unwrap();
-    let mut copy = conn.copy_in_raw("COPY all_types FROM STDIN (FORMAT binary)").await.unwrap();
+    let mut copy = conn
+        .copy_in_raw("COPY all_types FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
     copy.send(&buf[..]).await.unwrap();
     assert_eq!(copy.finish().await.unwrap(), 4);
     check_all_types(&mut conn, "all_types").await;
@@ -335,7 +580,15 @@ async fn destination_round_trips_every_type() {
         schema: batch.schema(),
     };
     let mut load = dest.open_load(spec, false).await.unwrap();
-    dest.commit_page(&mut load, &batch, serde_json::json!({"page": 1}), 123, Some(4)).await.unwrap();
+    dest.commit_page(
+        &mut load,
+        &batch,
+        serde_json::json!({"page": 1}),
+        123,
+        Some(4),
+    )
+    .await
+    .unwrap();
     dest.finish_load(&mut load).await.unwrap();
     let mut conn = PgConnection::connect(db.url()).await.unwrap();
     check_all_types(&mut conn, "public.typed").await;
@@ -366,11 +619,29 @@ async fn destination_round_trips_every_type() {
 async fn tricky_strings_round_trip_in_every_mode() {
     let (db, dest) = common::setup().await;
     let pool = dest.pool().clone();
-    for (i, mode) in [LoadMode::Append, LoadMode::Merge, LoadMode::Replace].into_iter().enumerate() {
+    for (i, mode) in [LoadMode::Append, LoadMode::Merge, LoadMode::Replace]
+        .into_iter()
+        .enumerate()
+    {
         let table = format!("tricky_{i}");
-        let rows: Vec<(i64, &str, f64)> = TRICKY.iter().enumerate().map(|(n, s)| (n as i64, *s, n as f64)).collect();
-        let mut load = dest.open_load(common::spec(&table, &table, mode, &["id"]), false).await.unwrap();
-        dest.commit_page(&mut load, &common::batch(&rows), serde_json::json!(1), 0, None).await.unwrap();
+        let rows: Vec<(i64, &str, f64)> = TRICKY
+            .iter()
+            .enumerate()
+            .map(|(n, s)| (n as i64, *s, n as f64))
+            .collect();
+        let mut load = dest
+            .open_load(common::spec(&table, &table, mode, &["id"]), false)
+            .await
+            .unwrap();
+        dest.commit_page(
+            &mut load,
+            &common::batch(&rows),
+            serde_json::json!(1),
+            0,
+            None,
+        )
+        .await
+        .unwrap();
         dest.finish_load(&mut load).await.unwrap();
         let got = common::rows(&pool, &table).await;
         assert_eq!(got.len(), TRICKY.len(), "{mode}");
@@ -387,7 +658,11 @@ async fn unsupported_types_are_refused_at_open_naming_the_column() {
     let mut spec = common::spec("j", "t", LoadMode::Append, &[]);
     spec.schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
-        Field::new("tags", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+        Field::new(
+            "tags",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
     ]));
     match dest.open_load(spec, false).await.unwrap_err() {
         DestinationError::UnsupportedType { column, .. } => assert_eq!(column, "tags"),

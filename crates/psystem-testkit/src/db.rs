@@ -23,7 +23,9 @@ pub struct TestDb {
 impl fmt::Debug for TestDb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URLs may carry a password; only the database name is shown.
-        f.debug_struct("TestDb").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("TestDb")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -36,15 +38,19 @@ impl TestDb {
         let admin_url = admin_url_from_env();
         let name = format!("psystem_test_{:016x}", rand::random::<u64>());
         let url = database_url(&admin_url, &name);
-        let mut conn = PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to the test server from {TEST_DATABASE_URL_ENV}: {e}"));
+        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("cannot connect to the test server from {TEST_DATABASE_URL_ENV}: {e}")
+        });
         conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
             .await
             .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
         let _ = conn.close().await;
         tracing::debug!(database = %name, "Test database created.");
-        TestDb { admin_url, url, name }
+        TestDb {
+            admin_url,
+            url,
+            name,
+        }
     }
 
     /// Like [`TestDb::create`], for synchronous tests (works inside and outside a tokio runtime).
@@ -73,13 +79,16 @@ impl Drop for TestDb {
         // Best effort: a fresh thread with its own runtime works whether or not we are inside tokio.
         let result = run_on_own_thread(async move {
             let mut conn = PgConnection::connect(&admin_url).await?;
-            conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await?;
+            conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                .await?;
             let _ = conn.close().await;
             Ok::<(), sqlx::Error>(())
         });
         match result {
             Ok(Ok(())) => tracing::debug!(database = %self.name, "Test database dropped."),
-            Ok(Err(e)) => tracing::warn!(database = %self.name, error = %e, "Could not drop test database."),
+            Ok(Err(e)) => {
+                tracing::warn!(database = %self.name, error = %e, "Could not drop test database.")
+            }
             Err(_) => tracing::warn!(database = %self.name, "Dropping the test database panicked."),
         }
     }

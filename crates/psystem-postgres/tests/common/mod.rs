@@ -28,9 +28,15 @@ pub fn schema() -> SchemaRef {
 
 /// A batch of `schema()`.
 pub fn batch(rows: &[(i64, &str, f64)]) -> RecordBatch {
-    let ids: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>()));
-    let names: ArrayRef = Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()));
-    let values: ArrayRef = Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()));
+    let ids: ArrayRef = Arc::new(Int64Array::from(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+    ));
+    let names: ArrayRef = Arc::new(StringArray::from(
+        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+    ));
+    let values: ArrayRef = Arc::new(Float64Array::from(
+        rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+    ));
     RecordBatch::try_new(schema(), vec![ids, names, values]).unwrap()
 }
 
@@ -50,15 +56,20 @@ pub fn spec(job: &str, table: &str, mode: LoadMode, pk: &[&str]) -> LoadSpec {
 
 /// All rows of a `schema()` table, ordered by id then name.
 pub async fn rows(pool: &PgPool, table: &str) -> Vec<(i64, Option<String>, Option<f64>)> {
-    sqlx::query_as(&format!("SELECT id, name, value FROM public.\"{table}\" ORDER BY id, name"))
-        .fetch_all(pool)
-        .await
-        .unwrap()
+    sqlx::query_as(&format!(
+        "SELECT id, name, value FROM public.\"{table}\" ORDER BY id, name"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 /// The number of rows in `public.<table>`.
 pub async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM public.\"{table}\"")).fetch_one(pool).await.unwrap()
+    sqlx::query_scalar(&format!("SELECT count(*) FROM public.\"{table}\""))
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// Names of tables that look like psystem staging tables.
