@@ -297,21 +297,12 @@ async fn ctrl_c_pauses_at_a_checkpoint_and_resume_finishes() {
     server.set_delay(Duration::from_millis(150));
     let env = Env::new();
     env.add_plugin("t", &wsh8_plugin(&server.api_url(), "paused", "append"));
-    let child = env
-        .cmd()
-        .args(["run", "wsh8test", "--db", db.url(), "--page-size", "10"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = child.wait_with_output().unwrap();
+    let out = env
+        .run_and_interrupt(
+            &["run", "wsh8test", "--db", db.url(), "--page-size", "10"],
+            Duration::from_millis(900),
+        )
+        .await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("psystem resume wsh8test/WSH_8"),
@@ -422,19 +413,12 @@ async fn fresh_database_with_an_old_status_file_is_reconciled() {
     server.set_delay(Duration::from_millis(100));
     let env = Env::new();
     env.add_plugin("t", &wsh8_plugin(&server.api_url(), "moved", "append"));
-    let child = env
-        .cmd()
-        .args(["run", "wsh8test", "--db", db1.url(), "--page-size", "10"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = child.wait_with_output().unwrap();
+    let _ = env
+        .run_and_interrupt(
+            &["run", "wsh8test", "--db", db1.url(), "--page-size", "10"],
+            Duration::from_millis(700),
+        )
+        .await;
     let before = env.status()["jobs"]["wsh8test/WSH_8"]["rows"]
         .as_u64()
         .unwrap();
@@ -550,19 +534,12 @@ async fn replace_load_paused_then_cancelled_leaves_no_trace_and_reruns_from_the_
     server.set_delay(Duration::from_millis(100));
     let env = Env::new();
     env.add_plugin("t", &wsh8_plugin(&server.api_url(), "swapped", "replace"));
-    let child = env
-        .cmd()
-        .args(["run", "wsh8test", "--db", db.url(), "--page-size", "10"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = env
+        .run_and_interrupt(
+            &["run", "wsh8test", "--db", db.url(), "--page-size", "10"],
+            Duration::from_millis(600),
+        )
+        .await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     // A replace load shows readers nothing until it is complete.
     assert_eq!(count_if_exists(db.url(), "swapped").await, 0);

@@ -62,6 +62,24 @@ impl Env {
         self.cmd().args(args).output().unwrap()
     }
 
+    /// Starts psystem with `args`, sends it SIGINT (Ctrl+C) after `after`, and returns its output.
+    pub async fn run_and_interrupt(&self, args: &[&str], after: std::time::Duration) -> Output {
+        let child = self
+            .cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(after).await;
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "could not send SIGINT");
+        child.wait_with_output().unwrap()
+    }
+
     /// Adds a user plugin folder `name` with `plugin.yaml` = `text`.
     pub fn add_plugin(&self, folder: &str, text: &str) -> PathBuf {
         let dir = self.home.path().join("plugins").join(folder);
