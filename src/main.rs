@@ -8,10 +8,12 @@ mod output;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use psystem_api::idcache::CacheScope;
 use psystem_api::runs::{PlannedJob, RunRequest};
 use psystem_api::{Api, ApiError};
 use psystem_core::JobState;
 use psystem_jobs::{Control, JobEvent};
+use psystem_postgres::idcache::{CacheQuery, CacheSort};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -66,6 +68,12 @@ enum Command {
     Cancel(CancelArgs),
     /// Show the jobs recorded in status.yaml.
     Status,
+    /// Browse, search, export, import and clear the ID cache (unique key → target ID per entity).
+    #[command(subcommand)]
+    Idcache(IdcacheCommand),
+    /// Past loads and their run metrics, from the ledger in the database.
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Manage the local PostgreSQL cluster psystem runs when no database is named.
     #[command(subcommand)]
     Db(DbCommand),
@@ -110,8 +118,15 @@ struct DestinationArgs {
 struct RunArgs {
     /// Plugin name (or folder name), e.g. GHOTopOSTGRES.
     plugin: String,
-    /// ETL entry key; default: the plugin's `run` entry.
-    entry: Option<String>,
+    /// ETL entry keys, loaded in dependency order (entities before the entries that refer to them); default: the
+    /// plugin's `run` entry.
+    entries: Vec<String>,
+    /// Run every ETL entry of the plugin.
+    #[arg(long, conflicts_with = "entries")]
+    all: bool,
+    /// Load even data a completed load already holds (by default such an entry is skipped).
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     dest: DestinationArgs,
     /// Read from this API base URL instead of the manifest's (a mirror or a local server).
@@ -123,6 +138,12 @@ struct RunArgs {
     /// Start over, abandoning an unfinished load of this entry, instead of resuming it.
     #[arg(long)]
     restart: bool,
+    /// GHO: load only rows whose year (TimeDim) is at least YEAR.
+    #[arg(long, value_name = "YEAR")]
+    since: Option<i64>,
+    /// GHO: load only rows whose year (TimeDim) is at most YEAR.
+    #[arg(long, value_name = "YEAR")]
+    until: Option<i64>,
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +164,119 @@ struct CancelArgs {
     /// Destination database URL, when status.yaml's (stored without password) is not enough.
     #[arg(long, value_name = "URL")]
     db: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ScopeArgs {
+    /// Database holding the ID cache (default: $DATABASE_URL, else the local database).
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
+    /// Destination schema the entries belong to.
+    #[arg(long, default_value = "public")]
+    schema: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum IdcacheCommand {
+    /// The entities in the cache, with their unique key columns and entry counts.
+    Entities {
+        /// Database holding the ID cache (default: $DATABASE_URL, else the local database).
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+    },
+    /// One page of an entity's entries.
+    List(ListArgs),
+    /// Entries whose unique key or target ID contains TEXT (case-insensitive).
+    Search {
+        /// Text to look for.
+        text: String,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// The entry with this unique key or target ID.
+    Show {
+        /// The entity (participant, phenotype, …).
+        #[arg(long)]
+        entity: String,
+        /// A unique keystring (e.g. `p1__cleft-ear__765`) or a target ID.
+        key_or_id: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Write an entity's entries as CSV (unique_key,target_id,first_seen_run,last_seen_run).
+    Export {
+        /// The entity.
+        #[arg(long)]
+        entity: String,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Read entries from a CSV written by export; never overwrites a different cached ID.
+    Import {
+        /// The entity.
+        #[arg(long)]
+        entity: String,
+        /// The CSV file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Delete an entity's entries and its unique key definition (its rows then get new target IDs).
+    Clear {
+        /// The entity.
+        #[arg(long)]
+        entity: String,
+        /// Do it without asking (required when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    /// The entity (participant, phenotype, …).
+    #[arg(long)]
+    entity: String,
+    /// Sort by: key, id, first, last.
+    #[arg(long, default_value = "key")]
+    sort: String,
+    /// Sort descending.
+    #[arg(long)]
+    desc: bool,
+    /// Page number, from 1.
+    #[arg(long, default_value_t = 1)]
+    page: i64,
+    /// Entries per page.
+    #[arg(long, default_value_t = 50)]
+    page_size: i64,
+    #[command(flatten)]
+    scope: ScopeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsCommand {
+    /// Past loads, newest first.
+    List {
+        /// Database holding the ledger (default: $DATABASE_URL, else the local database).
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// One load with its metrics: rows, bytes, time per phase, nulls and distinct values per column.
+    Show {
+        /// The load id (`psystem runs list`).
+        id: i64,
+        /// Database holding the ledger (default: $DATABASE_URL, else the local database).
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,19 +359,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => {
             let req = RunRequest {
                 plugin: args.plugin,
-                entry: args.entry,
+                entry: None,
+                force: args.force,
                 db_url: args.dest.db.clone(),
                 source_url: args.source_url,
                 page_size: args.page_size,
                 restart: args.restart,
+                since: args.since,
+                until: args.until,
                 resume_load: None,
             };
-            run_job(&api, req, &args.dest, json).await
+            let jobs = api.plan_run(&req, &args.entries, args.all).await?;
+            run_jobs(&api, jobs, &args.dest, json).await
         }
         Command::Resume(args) => {
             let req =
                 api.resume_request(args.job.as_deref(), args.dest.db.clone(), args.page_size)?;
-            run_job(&api, req, &args.dest, json).await
+            let job = api.plan(&req).await?;
+            run_jobs(&api, vec![job], &args.dest, json).await
         }
         Command::Cancel(args) => {
             let job = api.cancel(args.job.as_deref(), args.db).await?;
@@ -259,6 +398,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Idcache(cmd) => {
+            idcache_command(&api, cmd, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs(cmd) => {
+            match cmd {
+                RunsCommand::List { db, limit } => output::runs(&api.runs(db, limit).await?, json)?,
+                RunsCommand::Show { id, db } => match api.run_detail(db, id).await? {
+                    Some(run) => output::run_detail(&run, json)?,
+                    None => anyhow::bail!("no load {id} in the ledger; see `psystem runs list`"),
+                },
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Db(cmd) => {
             match cmd {
                 DbCommand::Up => output::cluster(&api.db_up().await?, json)?,
@@ -271,71 +424,254 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Plans, starts and watches one job; Ctrl+C pauses it at the next checkpoint, a second Ctrl+C exits at once.
-async fn run_job(
+fn scope(s: ScopeArgs) -> CacheScope {
+    CacheScope {
+        db_url: s.db,
+        schema: Some(s.schema),
+    }
+}
+
+fn cache_query(l: &ListArgs, search: Option<String>) -> Result<CacheQuery> {
+    let sort = match l.sort.as_str() {
+        "key" => CacheSort::UniqueKey,
+        "id" => CacheSort::TargetId,
+        "first" => CacheSort::FirstSeen,
+        "last" => CacheSort::LastSeen,
+        other => anyhow::bail!("--sort must be key, id, first or last, not `{other}`"),
+    };
+    anyhow::ensure!(
+        l.page >= 1 && l.page_size >= 1,
+        "--page and --page-size start at 1"
+    );
+    Ok(CacheQuery {
+        search,
+        sort,
+        descending: l.desc,
+        offset: (l.page - 1) * l.page_size,
+        limit: l.page_size,
+    })
+}
+
+async fn idcache_command(api: &Api, cmd: IdcacheCommand, json: bool) -> Result<()> {
+    match cmd {
+        IdcacheCommand::Entities { db } => output::entities(
+            &api.idcache_entities(&CacheScope {
+                db_url: db,
+                schema: None,
+            })
+            .await?,
+            json,
+        ),
+        IdcacheCommand::List(l) => {
+            let q = cache_query(&l, None)?;
+            let page = api.idcache_list(&scope(l.scope), &l.entity, &q).await?;
+            output::cache_page(&l.entity, &page, &q, json)
+        }
+        IdcacheCommand::Search { text, list } => {
+            let q = cache_query(&list, Some(text))?;
+            let page = api
+                .idcache_list(&scope(list.scope), &list.entity, &q)
+                .await?;
+            output::cache_page(&list.entity, &page, &q, json)
+        }
+        IdcacheCommand::Show {
+            entity,
+            key_or_id,
+            scope: s,
+        } => match api.idcache_show(&scope(s), &entity, &key_or_id).await? {
+            Some(e) => output::cache_entry(&entity, &e, json),
+            None => anyhow::bail!(
+                "no {entity} with unique key or target ID `{key_or_id}` in the ID cache"
+            ),
+        },
+        IdcacheCommand::Export {
+            entity,
+            output: file,
+            scope: s,
+        } => {
+            let n = match &file {
+                Some(path) => {
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    let n = api.idcache_export(&scope(s), &entity, &mut f).await?;
+                    std::io::Write::flush(&mut f)?;
+                    n
+                }
+                None => {
+                    api.idcache_export(&scope(s), &entity, &mut std::io::stdout())
+                        .await?
+                }
+            };
+            if file.is_some() {
+                output::note(&format!("exported {n} {entity} entries"), json);
+            }
+            Ok(())
+        }
+        IdcacheCommand::Import {
+            entity,
+            file,
+            scope: s,
+        } => {
+            let input = std::fs::File::open(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let report = api.idcache_import(&scope(s), &entity, input).await?;
+            output::import_report(&entity, &report, json)
+        }
+        IdcacheCommand::Clear {
+            entity,
+            yes,
+            scope: s,
+        } => {
+            if !yes {
+                use std::io::IsTerminal;
+                anyhow::ensure!(
+                    std::io::stdin().is_terminal(),
+                    "clearing the ID cache gives every {entity} a new target ID on its next load; pass --yes to confirm"
+                );
+                eprint!("Clear every {entity} entry from the ID cache? Their rows get new target IDs on the next load. [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    eprintln!("Nothing cleared.");
+                    return Ok(());
+                }
+            }
+            let n = api.idcache_clear(&scope(s), &entity).await?;
+            output::line(
+                &format!("Cleared {n} {entity} entries and the {entity} unique key definition."),
+                json,
+            )
+        }
+    }
+}
+
+/// Runs planned jobs one after the other, then the second pass for deferred references. Ctrl+C pauses the
+/// running job at its next checkpoint and starts no further job; a second Ctrl+C exits at once.
+async fn run_jobs(
     api: &Api,
-    req: RunRequest,
+    jobs: Vec<PlannedJob>,
     dest: &DestinationArgs,
     json: bool,
 ) -> Result<ExitCode> {
-    let planned: PlannedJob = api.plan(&req).await?;
-    for note in &planned.notes {
-        output::note(note, json);
-    }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let handle = api.start(&planned, tx);
-    install_ctrlc(handle.control(), handle.key().to_string(), json)?;
-
-    let mut progress = output::Progress::new(&planned, !dest.no_progress && !json, json);
-    while let Some(event) = rx.recv().await {
-        progress.on_event(&event);
-        if matches!(event, JobEvent::Finished { .. }) {
+    let interrupt = Interrupt::install(json)?;
+    let mut outcomes = Vec::new();
+    let mut code = ExitCode::SUCCESS;
+    for planned in &jobs {
+        if interrupt.pressed() {
             break;
         }
-    }
-    progress.finish();
-    match handle.wait().await {
-        Ok(outcome) => {
-            let preview = if outcome.state == JobState::Completed && dest.preview > 0 {
+        for note in &planned.notes {
+            output::note(note, json);
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let handle = api.start(planned, tx);
+        interrupt.watch(handle.control(), handle.key().to_string());
+        let mut progress = output::Progress::new(planned, !dest.no_progress && !json, json);
+        while let Some(event) = rx.recv().await {
+            progress.on_event(&event);
+            if matches!(event, JobEvent::Finished { .. }) {
+                break;
+            }
+        }
+        progress.finish();
+        let outcome = match handle.wait().await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let key = planned.spec.key();
+                return Err(anyhow::Error::new(ApiError::from(e)).context(format!(
+                    "job {key} failed; committed pages are kept — fix the cause and run `psystem resume {key}`"
+                )));
+            }
+        };
+        let preview =
+            if outcome.state == JobState::Completed && dest.preview > 0 && !outcome.skipped {
                 api.preview(&planned.spec.destination_url, &outcome.table, dest.preview)
                     .await
                     .ok()
             } else {
                 None
             };
+        if !json {
             output::outcome(&outcome, preview.as_ref(), json)?;
-            Ok(match outcome.state {
-                JobState::Paused => ExitCode::from(EXIT_PAUSED),
-                JobState::Cancelled => ExitCode::from(EXIT_CANCELLED),
-                _ => ExitCode::SUCCESS,
-            })
         }
-        Err(e) => {
-            let key = planned.spec.key();
-            Err(anyhow::Error::new(ApiError::from(e))
-                .context(format!("job {key} failed; committed pages are kept — fix the cause and run `psystem resume {key}`")))
+        let state = outcome.state;
+        outcomes.push(serde_json::json!({ "outcome": outcome, "preview": preview }));
+        match state {
+            JobState::Paused => {
+                code = ExitCode::from(EXIT_PAUSED);
+                break;
+            }
+            JobState::Cancelled => {
+                code = ExitCode::from(EXIT_CANCELLED);
+                break;
+            }
+            _ => {}
         }
     }
+    let mut unresolved = Vec::new();
+    if outcomes.len() == jobs.len() && !interrupt.pressed() {
+        for planned in &jobs {
+            for (column, key) in api.resolve_deferred(planned).await? {
+                unresolved.push(format!("{}.{column}: {key}", planned.spec.table));
+            }
+        }
+    }
+    if json {
+        let doc = if outcomes.len() == 1 {
+            outcomes.remove(0)
+        } else {
+            serde_json::Value::Array(outcomes)
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    anyhow::ensure!(
+        unresolved.is_empty(),
+        "{} references are not in the ID cache after every entry of the run loaded (left null), e.g. {}; load the \
+         entities they refer to, then run again with --force",
+        unresolved.len(),
+        unresolved.iter().take(10).cloned().collect::<Vec<_>>().join("; ")
+    );
+    Ok(code)
 }
 
-/// First Ctrl+C: pause at the next checkpoint. Second: exit at once (the open transaction is rolled back by the
-/// server when the connection drops, so the database stays at the last checkpoint).
-fn install_ctrlc(control: watch::Sender<Control>, key: String, json: bool) -> Result<()> {
-    let presses = Arc::new(AtomicUsize::new(0));
-    ctrlc::set_handler(move || {
-        if presses.fetch_add(1, Ordering::SeqCst) == 0 {
-            let _ = control.send(Control::Pause);
-            if !json {
-                eprintln!(
-                    "\nPausing {key} after the current page… (press Ctrl+C again to stop at once)"
-                );
+/// The Ctrl+C handler of a run (the `ctrlc` crate allows one per process): it pauses whichever job runs.
+struct Interrupt {
+    current: Arc<std::sync::Mutex<Option<(watch::Sender<Control>, String)>>>,
+    presses: Arc<AtomicUsize>,
+}
+
+impl Interrupt {
+    fn install(json: bool) -> Result<Interrupt> {
+        let current: Arc<std::sync::Mutex<Option<(watch::Sender<Control>, String)>>> =
+            Arc::default();
+        let presses = Arc::new(AtomicUsize::new(0));
+        let (c, p) = (current.clone(), presses.clone());
+        ctrlc::set_handler(move || {
+            let job = c.lock().ok().and_then(|g| g.clone());
+            let key = job.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
+            if p.fetch_add(1, Ordering::SeqCst) == 0 {
+                if let Some((control, _)) = &job {
+                    let _ = control.send(Control::Pause);
+                }
+                if !json {
+                    eprintln!("\nPausing {key} after the current page… (press Ctrl+C again to stop at once)");
+                }
+            } else {
+                if !json {
+                    eprintln!("\nStopped at once; the last committed page is kept. Resume with: psystem resume {key}");
+                }
+                std::process::exit(EXIT_INTERRUPTED);
             }
-        } else {
-            if !json {
-                eprintln!("\nStopped at once; the last committed page is kept. Resume with: psystem resume {key}");
-            }
-            std::process::exit(EXIT_INTERRUPTED);
+        })?;
+        Ok(Interrupt { current, presses })
+    }
+
+    fn watch(&self, control: watch::Sender<Control>, key: String) {
+        if let Ok(mut g) = self.current.lock() {
+            *g = Some((control, key));
         }
-    })?;
-    Ok(())
+    }
+
+    fn pressed(&self) -> bool {
+        self.presses.load(Ordering::SeqCst) > 0
+    }
 }

@@ -6,6 +6,8 @@ use psystem_api::plugins::{PluginDetail, PluginList, PluginSummary};
 use psystem_api::runs::PlannedJob;
 use psystem_api::ClusterStatus;
 use psystem_jobs::{JobEvent, JobOutcome, JobStatus};
+use psystem_postgres::idcache::{CacheEntry, CachePage, CacheQuery, EntitySummary, ImportReport};
+use psystem_postgres::metrics::{RunDetail, RunSummary};
 use psystem_postgres::TablePreview;
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -384,6 +386,13 @@ pub fn outcome(o: &JobOutcome, preview: Option<&TablePreview>, json: bool) -> Re
     if json {
         return print_json(&serde_json::json!({ "outcome": o, "preview": preview }));
     }
+    if o.skipped {
+        println!(
+            "Skipped {}: load {} already holds this data in {} (--force to load it again).",
+            o.job, o.load_id, o.table
+        );
+        return Ok(());
+    }
     match o.state {
         psystem_core::JobState::Completed => {
             println!(
@@ -403,6 +412,9 @@ pub fn outcome(o: &JobOutcome, preview: Option<&TablePreview>, json: bool) -> Re
             );
         }
         state => println!("{} {}: {} rows committed.", state, o.job, o.counters.rows),
+    }
+    if o.new_ids > 0 {
+        println!("{} new target IDs were assigned.", o.new_ids);
     }
     if !o.unknown_fields.is_empty() {
         println!(
@@ -489,4 +501,191 @@ fn print_rows(p: &TablePreview) {
     if hidden > 0 {
         println!("({hidden} columns empty in these rows not shown)");
     }
+}
+
+/// `psystem idcache entities`.
+pub fn entities(list: &[EntitySummary], json: bool) -> Result<()> {
+    if json {
+        return print_json(list);
+    }
+    if list.is_empty() {
+        println!(
+            "The ID cache is empty: load an ETL entry that declares `entity` and `unique_key`."
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>10}  {:<30} TARGET",
+        "ENTITY", "ENTRIES", "UNIQUE KEY"
+    );
+    for e in list {
+        println!(
+            "{:<20} {:>10}  {:<30} {}",
+            e.entity,
+            HumanCount(e.count.max(0) as u64).to_string(),
+            e.key_columns.join(" + "),
+            e.target
+        );
+    }
+    Ok(())
+}
+
+/// `psystem idcache list|search`.
+pub fn cache_page(entity: &str, page: &CachePage, q: &CacheQuery, json: bool) -> Result<()> {
+    if json {
+        return print_json(page);
+    }
+    if page.entries.is_empty() {
+        println!(
+            "No {entity} entries{}.",
+            q.search
+                .as_ref()
+                .map(|s| format!(" matching `{s}`"))
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let w = page
+        .entries
+        .iter()
+        .map(|e| e.unique_key.chars().count())
+        .max()
+        .unwrap_or(10)
+        .clamp(10, 60);
+    println!(
+        "{:<w$}  {:<38} {:>6} {:>6}",
+        "UNIQUE KEY", "TARGET ID", "FIRST", "LAST"
+    );
+    for e in &page.entries {
+        println!(
+            "{:<w$}  {:<38} {:>6} {:>6}",
+            e.unique_key, e.target_id, e.first_seen_run, e.last_seen_run
+        );
+    }
+    let pages = (page.total + q.limit - 1) / q.limit.max(1);
+    println!(
+        "page {} of {} ({} {entity} entries{})",
+        q.offset / q.limit.max(1) + 1,
+        pages.max(1),
+        page.total,
+        q.search
+            .as_ref()
+            .map(|s| format!(" matching `{s}`"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `psystem idcache show`.
+pub fn cache_entry(entity: &str, e: &CacheEntry, json: bool) -> Result<()> {
+    if json {
+        return print_json(e);
+    }
+    println!("{entity} {}", e.unique_key);
+    println!("  target ID:      {}", e.target_id);
+    println!("  first seen:     load {}", e.first_seen_run);
+    println!("  last seen:      load {}", e.last_seen_run);
+    Ok(())
+}
+
+/// `psystem idcache import`.
+pub fn import_report(entity: &str, r: &ImportReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    println!(
+        "Imported {entity}: {} new, {} unchanged, {} conflicts.",
+        r.inserted,
+        r.unchanged,
+        r.conflicts.len()
+    );
+    for c in r.conflicts.iter().take(20) {
+        println!("  conflict: {c:?}");
+    }
+    Ok(())
+}
+
+/// `psystem runs list`.
+pub fn runs(list: &[RunSummary], json: bool) -> Result<()> {
+    if json {
+        return print_json(list);
+    }
+    if list.is_empty() {
+        println!("No loads in this database yet.");
+        return Ok(());
+    }
+    println!(
+        "{:>5}  {:<32} {:<10} {:<8} {:>10} {:>10} {:>9}  {:<19}  TABLE",
+        "LOAD", "JOB", "STATE", "MODE", "ROWS", "BYTES", "TIME", "STARTED"
+    );
+    for r in list {
+        println!(
+            "{:>5}  {:<32} {:<10} {:<8} {:>10} {:>10} {:>9}  {:<19}  {}",
+            r.id,
+            r.job_key,
+            r.state.to_string(),
+            r.mode.to_string(),
+            HumanCount(r.rows).to_string(),
+            HumanBytes(r.bytes).to_string(),
+            format!("{:.1} s", r.duration_ms as f64 / 1000.0),
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            r.table
+        );
+    }
+    Ok(())
+}
+
+/// `psystem runs show`.
+pub fn run_detail(r: &RunDetail, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let s = &r.summary;
+    println!(
+        "load {} — {} ({}, {}) into {}",
+        s.id, s.job_key, s.state, s.mode, s.table
+    );
+    println!(
+        "  started:  {}",
+        s.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    if let Some(f) = s.finished_at {
+        println!(
+            "  finished: {} ({:.1} s)",
+            f.format("%Y-%m-%d %H:%M:%S UTC"),
+            s.duration_ms as f64 / 1000.0
+        );
+    }
+    println!(
+        "  pages {} · rows {} · {}",
+        s.pages,
+        HumanCount(s.rows),
+        HumanBytes(s.bytes)
+    );
+    if let Some(e) = &s.last_error {
+        println!("  last error: {e}");
+    }
+    let Some(m) = &r.metrics else {
+        println!("  (no run metrics recorded)");
+        return Ok(());
+    };
+    println!(
+        "  rows read {} · written {} · rejected {}",
+        m.rows_read, m.rows_written, m.rows_rejected
+    );
+    let phases: Vec<String> = m
+        .phase_ms
+        .iter()
+        .map(|(k, v)| format!("{k} {v} ms"))
+        .collect();
+    println!("  time per phase: {}", phases.join(" · "));
+    println!("  {:<32} {:>10} {:>10}", "COLUMN", "NULLS", "DISTINCT");
+    for (name, c) in &m.columns {
+        let distinct = c
+            .distinct
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!("  {:<32} {:>10} {:>10}", name, c.nulls, distinct);
+    }
+    Ok(())
 }

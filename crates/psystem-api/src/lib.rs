@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod idcache;
 pub mod plugins;
 pub mod runs;
 

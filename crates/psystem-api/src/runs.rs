@@ -2,10 +2,15 @@
 
 use crate::{Api, ApiError, DATABASE_URL_ENV};
 use psystem_core::plugin::{ConfigValue, SourceKind};
+use psystem_core::plugin::{ReferenceConfig, TargetIdConfig};
 use psystem_core::redact::redact_url;
 use psystem_core::transform::ColumnMap;
 use psystem_core::{LoadMode, TableRef};
+use psystem_jobs::SourceSpec;
 use psystem_jobs::{JobEvent, JobHandle, JobSpec, JobStatus, StatusStore};
+use psystem_postgres::entities::DEFAULT_ID_COLUMN;
+use psystem_postgres::{CacheTarget, EntitySpec, IdPlan, IdStrategy, ReferencePlan};
+use psystem_sources::files::FilesConfig;
 use psystem_sources::gho::GhoConfig;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -25,6 +30,12 @@ pub struct RunRequest {
     pub page_size: Option<u64>,
     /// `--restart`: start over instead of resuming an unfinished load.
     pub restart: bool,
+    /// `--force`: load even what a completed load already holds.
+    pub force: bool,
+    /// `--since`: GHO only, the first year (`TimeDim`) to load.
+    pub since: Option<i64>,
+    /// `--until`: GHO only, the last year (`TimeDim`) to load.
+    pub until: Option<i64>,
     /// Set by [`Api::resume_request`]: the load status.yaml recorded for the job.
     pub resume_load: Option<i64>,
 }
@@ -56,6 +67,207 @@ pub struct PlannedJob {
     pub notes: Vec<String>,
 }
 
+/// The GHO source settings of an entry: `--source-url`, else `etl.<key>.api`, else `source.api`; page size from
+/// `--page-size`, else the entry, else `source.page_size`, else 1000; `--since/--until` or the entry's window.
+fn gho_config(
+    plugin: &psystem_core::plugin::Plugin,
+    key: &str,
+    entry: &psystem_core::plugin::EtlEntry,
+    req: &RunRequest,
+    where_: &str,
+) -> Result<GhoConfig, ApiError> {
+    let indicator = entry.indicator.clone().ok_or_else(|| {
+        ApiError::Config(format!(
+            "{where_}: a gho_odata entry needs `indicator` (e.g. WSH_8)"
+        ))
+    })?;
+    let source_cfg = plugin.manifest.source.clone().unwrap_or_default();
+    let api = req
+        .source_url
+        .clone()
+        .or_else(|| entry.api.clone())
+        .or(source_cfg.api)
+        .ok_or_else(|| {
+            ApiError::Config(format!(
+                "{where_}: no `api` URL (set etl.{key}.api or source.api)"
+            ))
+        })?;
+    let mut source = GhoConfig::new(api.trim_end_matches('/'), &indicator);
+    if let Some(n) = req.page_size.or(entry.page_size).or(source_cfg.page_size) {
+        if n == 0 {
+            return Err(ApiError::Config(format!(
+                "{where_}: page_size must be at least 1"
+            )));
+        }
+        source.page_size = n;
+    }
+    source.since = req.since.or(entry.since);
+    source.until = req.until.or(entry.until);
+    Ok(source)
+}
+
+/// Parses a one-character option (`delimiter`, `quote`); `\t` and `tab` mean a tab.
+fn one_byte(value: &str, what: &str, where_: &str) -> Result<u8, ApiError> {
+    match value {
+        "\t" | "\\t" | "tab" => Ok(b'\t'),
+        v if v.len() == 1 && v.is_ascii() => Ok(v.as_bytes()[0]),
+        v => Err(ApiError::Config(format!(
+            "{where_}: `{what}` must be one ASCII character, not `{v}`"
+        ))),
+    }
+}
+
+impl Api {
+    /// The `files` source settings of an entry; a relative path is relative to the plugin's folder, and
+    /// `--source-url` replaces the path.
+    fn files_config(
+        &self,
+        plugin: &psystem_core::plugin::Plugin,
+        key: &str,
+        entry: &psystem_core::plugin::EtlEntry,
+        req: &RunRequest,
+        where_: &str,
+    ) -> Result<FilesConfig, ApiError> {
+        let file = entry.file.clone().ok_or_else(|| {
+            ApiError::Config(format!("{where_}: a files entry needs `file: {{path: …}}`"))
+        })?;
+        let path = req.source_url.clone().unwrap_or(file.path.clone());
+        let path = if path.contains("://") || std::path::Path::new(&path).is_absolute() {
+            path
+        } else {
+            let base = plugin.path.parent().unwrap_or(std::path::Path::new("."));
+            base.join(&path).display().to_string()
+        };
+        let mut c = FilesConfig::new(path);
+        fn parse<T: serde::de::DeserializeOwned>(
+            v: &str,
+            what: &str,
+            where_: &str,
+            key: &str,
+        ) -> Result<T, ApiError> {
+            serde_json::from_value(serde_json::json!(v))
+                .map_err(|e| ApiError::Config(format!("{where_}: etl.{key}.file.{what}: {e}")))
+        }
+        if let Some(f) = &file.format {
+            c.format = Some(parse(f, "format", where_, key)?);
+        }
+        if let Some(d) = &file.delimiter {
+            c.delimiter = Some(one_byte(d, "delimiter", where_)?);
+        }
+        if let Some(q) = &file.quote {
+            c.quote = Some(one_byte(q, "quote", where_)?);
+        }
+        if let Some(h) = file.header {
+            c.header = h;
+        }
+        if let Some(n) = file.skip_rows {
+            c.skip_rows = n;
+        }
+        if let Some(m) = &file.ignore_marker {
+            c.ignore_marker = Some(m.clone()).filter(|m| !m.is_empty());
+        }
+        if let Some(mv) = &file.multi_valued {
+            c.multi_valued = mv.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
+        if let Some(casts) = &file.casts {
+            for (col, ty) in casts {
+                c.casts.insert(
+                    col.clone(),
+                    parse(ty, &format!("casts.{col}"), where_, key)?,
+                );
+            }
+        }
+        if let Some(i) = file.infer_types {
+            c.infer_types = i;
+        }
+        if let Some(n) = req.page_size.map(|n| n as usize).or(file.batch_rows) {
+            if n == 0 {
+                return Err(ApiError::Config(format!(
+                    "{where_}: batch_rows must be at least 1"
+                )));
+            }
+            c.batch_rows = n;
+        }
+        c.cache_dir = Some(self.home().root().join("cache").join("files"));
+        Ok(c)
+    }
+}
+
+/// The ID cache plan of an entry: its entity (with `unique_key` and `target_id`) and its references. Every
+/// reference starts non-deferred; [`Api::plan_run`] marks those whose entity the same run loads.
+fn id_plan(
+    entry: &psystem_core::plugin::EtlEntry,
+    url: &str,
+    schema: &str,
+    id_column: String,
+    where_: &str,
+) -> Result<Option<IdPlan>, ApiError> {
+    let entity = match (&entry.entity, &entry.unique_key) {
+        (Some(entity), Some(key)) => {
+            let strategy = match &entry.target_id {
+                None => {
+                    let letters: String = entity
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric())
+                        .take(2)
+                        .collect();
+                    IdStrategy::prefixed(format!("{}_", letters.to_uppercase()))
+                }
+                Some(TargetIdConfig {
+                    prefix: Some(p),
+                    length,
+                    ..
+                }) => IdStrategy::Prefixed {
+                    prefix: p.clone(),
+                    length: length.unwrap_or(psystem_postgres::idcache::DEFAULT_ID_LENGTH),
+                },
+                Some(TargetIdConfig {
+                    from_column: Some(c),
+                    ..
+                }) => IdStrategy::FromColumn(c.clone()),
+                Some(_) => IdStrategy::UuidV7,
+            };
+            Some(EntitySpec {
+                entity: entity.clone(),
+                unique_key: key.clone(),
+                strategy,
+            })
+        }
+        _ => None,
+    };
+    let references: Vec<ReferencePlan> = entry
+        .references
+        .iter()
+        .flatten()
+        .map(|(column, r)| {
+            let columns = match r {
+                ReferenceConfig::Entity(_) => vec![column.clone()],
+                ReferenceConfig::Columns { columns, .. } => columns.clone(),
+            };
+            ReferencePlan {
+                entity: r.entity().to_string(),
+                columns,
+                out_column: format!("{column}_target_id"),
+                deferred: false,
+            }
+        })
+        .collect();
+    if entity.is_none() && references.is_empty() {
+        return Ok(None);
+    }
+    if entry.target_id.is_some() && entity.is_none() {
+        return Err(ApiError::Config(format!(
+            "{where_}: `target_id` needs `entity` and `unique_key`"
+        )));
+    }
+    Ok(Some(IdPlan {
+        target: CacheTarget::new(url, schema),
+        entity,
+        id_column,
+        references,
+    }))
+}
+
 /// The default table name of an entry: its key in lower case.
 pub fn default_table_name(entry_key: &str) -> String {
     entry_key.to_lowercase()
@@ -79,32 +291,16 @@ impl Api {
         let where_ = format!("{} (entry `{key}`)", plugin.path.display());
         let mut notes = Vec::new();
 
-        let SourceKind::GhoOdata = plugin.source_kind();
-        let indicator = entry.indicator.clone().ok_or_else(|| {
-            ApiError::Config(format!(
-                "{where_}: a gho_odata entry needs `indicator` (e.g. WSH_8)"
-            ))
-        })?;
-        let source_cfg = plugin.manifest.source.clone().unwrap_or_default();
-        let api = req
-            .source_url
-            .clone()
-            .or_else(|| entry.api.clone())
-            .or(source_cfg.api)
-            .ok_or_else(|| {
-                ApiError::Config(format!(
-                    "{where_}: no `api` URL (set etl.{key}.api or source.api)"
-                ))
-            })?;
-        let mut source = GhoConfig::new(api.trim_end_matches('/'), &indicator);
-        if let Some(n) = req.page_size.or(entry.page_size).or(source_cfg.page_size) {
-            if n == 0 {
-                return Err(ApiError::Config(format!(
-                    "{where_}: page_size must be at least 1"
-                )));
-            }
-            source.page_size = n;
-        }
+        let (source, natural_key) = match plugin.source_kind() {
+            SourceKind::GhoOdata => (
+                SourceSpec::Gho(gho_config(plugin, key, entry, req, &where_)?),
+                Some(GHO_NATURAL_KEY),
+            ),
+            SourceKind::Files => (
+                SourceSpec::Files(self.files_config(plugin, key, entry, req, &where_)?),
+                None,
+            ),
+        };
 
         let columns = ColumnMap::new(entry.transform.as_ref().and_then(|t| t.columns.clone()));
         let pg = entry
@@ -112,10 +308,12 @@ impl Api {
             .as_ref()
             .and_then(|d| d.postgres.clone())
             .unwrap_or_default();
+        let id_column = DEFAULT_ID_COLUMN.to_string();
         let primary_key = match pg.primary_key.clone() {
             Some(pk) => pk,
-            None => columns
-                .rename(GHO_NATURAL_KEY)
+            None if entry.entity.is_some() => vec![id_column.clone()],
+            None => natural_key
+                .and_then(|k| columns.rename(k))
                 .map(|c| vec![c.to_string()])
                 .unwrap_or_default(),
         };
@@ -137,6 +335,7 @@ impl Api {
         let (destination_url, destination_origin) = self
             .resolve_destination(req.db_url.clone(), pg.url.as_ref(), &mut notes)
             .await?;
+        let ids = id_plan(entry, &destination_url, &table.schema, id_column, &where_)?;
         let spec = JobSpec {
             plugin: plugin.name().to_string(),
             entry: key.to_string(),
@@ -147,6 +346,8 @@ impl Api {
             mode,
             primary_key,
             restart: req.restart,
+            force: req.force,
+            ids,
             resume_load: req.resume_load,
         };
         Ok(PlannedJob {
@@ -154,6 +355,121 @@ impl Api {
             destination_origin,
             notes,
         })
+    }
+
+    /// Plans a run of several entries of one plugin: `entries` (empty = the plugin's `run` entry), or every entry
+    /// with `all`. Entries are ordered so that an entity is loaded before the entries that refer to it (file order
+    /// otherwise); a reference to an entity that this run loads at the same step or later (a self-reference, or a
+    /// cycle) is *deferred*: left null and resolved in a second pass ([`Api::resolve_deferred`]).
+    ///
+    /// # Errors
+    /// As [`Api::plan`].
+    pub async fn plan_run(
+        &self,
+        req: &RunRequest,
+        entries: &[String],
+        all: bool,
+    ) -> Result<Vec<PlannedJob>, ApiError> {
+        let catalog = self.catalog();
+        let plugin = catalog.get(&req.plugin)?;
+        plugin.ensure_enabled()?;
+        let keys: Vec<String> = if all {
+            plugin.manifest.etl.keys().cloned().collect()
+        } else if entries.is_empty() {
+            vec![plugin.entry(req.entry.as_deref())?.0.to_string()]
+        } else {
+            entries
+                .iter()
+                .map(|e| plugin.entry(Some(e)).map(|(k, _)| k.to_string()))
+                .collect::<Result<_, _>>()?
+        };
+        let mut jobs = Vec::with_capacity(keys.len());
+        for key in &keys {
+            jobs.push(
+                self.plan(&RunRequest {
+                    entry: Some(key.clone()),
+                    ..req.clone()
+                })
+                .await?,
+            );
+        }
+        // Producers first: repeatedly take the first job whose referenced entities are all produced already (or
+        // by no job of this run); a cycle falls back to file order.
+        let produces = |j: &PlannedJob| {
+            j.spec
+                .ids
+                .as_ref()
+                .and_then(|p| p.entity.as_ref())
+                .map(|e| e.entity.clone())
+        };
+        let needs = |j: &PlannedJob| -> Vec<String> {
+            j.spec
+                .ids
+                .as_ref()
+                .map(|p| p.references.iter().map(|r| r.entity.clone()).collect())
+                .unwrap_or_default()
+        };
+        let all_produced: Vec<String> = jobs.iter().filter_map(produces).collect();
+        let mut ordered: Vec<PlannedJob> = Vec::with_capacity(jobs.len());
+        let mut done: Vec<String> = Vec::new();
+        while !jobs.is_empty() {
+            let ready = jobs.iter().position(|j| {
+                needs(j).iter().all(|e| {
+                    done.contains(e)
+                        || !all_produced.contains(e)
+                        || produces(j).as_deref() == Some(e)
+                })
+            });
+            let j = jobs.remove(ready.unwrap_or(0));
+            if let Some(e) = produces(&j) {
+                done.push(e);
+            }
+            ordered.push(j);
+        }
+        let mut loaded: Vec<String> = Vec::new();
+        for j in &mut ordered {
+            let own = j
+                .spec
+                .ids
+                .as_ref()
+                .and_then(|p| p.entity.as_ref())
+                .map(|e| e.entity.clone());
+            if let Some(plan) = j.spec.ids.as_mut() {
+                for r in &mut plan.references {
+                    r.deferred = all_produced.contains(&r.entity) && !loaded.contains(&r.entity);
+                }
+            }
+            if let Some(e) = own {
+                loaded.push(e);
+            }
+        }
+        Ok(ordered)
+    }
+
+    /// The second pass of a run: fills deferred references of `job` from the ID cache. Returns the references
+    /// still unresolved, as (column, keystring), at most 50.
+    ///
+    /// # Errors
+    /// [`ApiError::Destination`].
+    pub async fn resolve_deferred(
+        &self,
+        job: &PlannedJob,
+    ) -> Result<Vec<(String, String)>, ApiError> {
+        let Some(plan) = &job.spec.ids else {
+            return Ok(Vec::new());
+        };
+        let dest = psystem_postgres::Destination::connect(&job.spec.destination_url).await?;
+        let mut left = Vec::new();
+        for r in plan.references.iter().filter(|r| r.deferred) {
+            for key in dest
+                .resolve_deferred(&job.spec.table, &plan.target, r)
+                .await?
+            {
+                left.push((r.out_column.clone(), key));
+            }
+        }
+        left.truncate(50);
+        Ok(left)
     }
 
     /// The destination URL by the documented order; starts the local cluster when it is the one chosen.
@@ -243,6 +559,9 @@ impl Api {
             source_url: status.source_url.clone(),
             page_size: page_size.or(status.page_size),
             restart: false,
+            force: false,
+            since: None,
+            until: None,
             resume_load: status.load_id,
         })
     }

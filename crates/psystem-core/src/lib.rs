@@ -8,6 +8,7 @@ pub mod paths;
 pub mod plugin;
 pub mod redact;
 pub mod transform;
+pub mod unique_key;
 
 pub use job::{Counters, JobState, LoadMode, TableRef};
 pub use paths::Home;

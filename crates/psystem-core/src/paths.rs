@@ -92,5 +92,6 @@ pub fn assets_dir() -> PathBuf {
             return c.clone();
         }
     }
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets"))
+    let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets"));
+    std::fs::canonicalize(&built).unwrap_or(built)
 }

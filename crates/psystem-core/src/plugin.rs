@@ -82,6 +82,8 @@ pub enum SourceKind {
     /// WHO Global Health Observatory OData API (<https://www.who.int/data/gho/info/gho-odata-api>).
     #[default]
     GhoOdata,
+    /// Local or remote tables: CSV, TSV, Parquet, JSON lines (`etl.<key>.file`).
+    Files,
 }
 
 impl SourceKind {
@@ -89,6 +91,7 @@ impl SourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::GhoOdata => "gho_odata",
+            SourceKind::Files => "files",
         }
     }
 }
@@ -121,12 +124,126 @@ pub struct EtlEntry {
     /// Rows per request; overrides `source.page_size`.
     #[serde(default)]
     pub page_size: Option<u64>,
+    /// GHO only: load only rows whose `TimeDim` (year) is at least this (`--since` overrides).
+    #[serde(default)]
+    pub since: Option<i64>,
+    /// GHO only: load only rows whose `TimeDim` (year) is at most this (`--until` overrides).
+    #[serde(default)]
+    pub until: Option<i64>,
+    /// `files` sources: the table to read.
+    #[serde(default)]
+    pub file: Option<FileConfig>,
     /// Column selection and renaming.
     #[serde(default)]
     pub transform: Option<TransformConfig>,
+    /// The entity each row is (participant, phenotype, biospecimen, …): rows get a stable target ID from the ID
+    /// cache. Needs `unique_key`.
+    #[serde(default)]
+    pub entity: Option<String>,
+    /// The columns (destination names, in order) whose values identify an entity; see `docs/ID_CACHE.md` for the
+    /// keystring built from them.
+    #[serde(default)]
+    pub unique_key: Option<Vec<String>>,
+    /// How target IDs are made. Default: `{prefix: <first two letters of the entity, upper case>_}`.
+    #[serde(default)]
+    pub target_id: Option<TargetIdConfig>,
+    /// Foreign keys: `column: entity` (the column holds the referenced entity's one-column unique key) or
+    /// `column: {entity: E, columns: [a, b]}`. The referenced target ID is written into `<column>_target_id`.
+    #[serde(default)]
+    pub references: Option<IndexMap<String, ReferenceConfig>>,
     /// Where the rows go.
     #[serde(default)]
     pub destination: Option<DestinationConfig>,
+}
+
+/// `etl.<key>.file`: a table read by the `files` source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// A path (relative paths are relative to the plugin's folder), a `file://` URL or an `http(s)://` URL.
+    pub path: String,
+    /// `csv`, `tsv`, `parquet` or `jsonl`; default from the file name.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// One character; default detected from the first lines (`,` tab `;` `|`).
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// One character; default `"`.
+    #[serde(default)]
+    pub quote: Option<String>,
+    /// Whether the first row names the columns. Default `true`.
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// Rows to skip before the header. Default 0.
+    #[serde(default)]
+    pub skip_rows: Option<usize>,
+    /// Rows whose every non-empty cell is this marker are skipped, and columns whose header is this marker are
+    /// dropped (the Kids First convention). Default `[ignore]`.
+    #[serde(default)]
+    pub ignore_marker: Option<String>,
+    /// `column: delimiter`: cells split into arrays (text[]).
+    #[serde(default)]
+    pub multi_valued: Option<IndexMap<String, String>>,
+    /// `column: type` (`text`, `int64`, `float64`, `bool`, `date`, `timestamp`), winning over inference.
+    #[serde(default)]
+    pub casts: Option<IndexMap<String, String>>,
+    /// Infer column types from the first rows. Default `true`; `false` loads every column as text.
+    #[serde(default)]
+    pub infer_types: Option<bool>,
+    /// Rows per batch (one checkpoint each). Default 10000.
+    #[serde(default)]
+    pub batch_rows: Option<usize>,
+}
+
+/// `etl.<key>.target_id`: how target IDs are made — exactly one of `prefix` (with an optional `length`),
+/// `uuid_v7: true`, or `from_column`.
+///
+/// ```yaml
+/// target_id: {prefix: PT_}            # PT_ + 8 random Crockford base32 characters, e.g. PT_3QMCQXHZ
+/// target_id: {prefix: PT_, length: 10}
+/// target_id: {uuid_v7: true}          # a time-ordered UUID
+/// target_id: {from_column: kf_id}     # IDs the study already assigned
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetIdConfig {
+    /// A prefix followed by a short random code.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Characters of the random code after `prefix` (default 8).
+    #[serde(default)]
+    pub length: Option<usize>,
+    /// A UUID version 7.
+    #[serde(default)]
+    pub uuid_v7: Option<bool>,
+    /// Taken from this column (destination name).
+    #[serde(default)]
+    pub from_column: Option<String>,
+}
+
+/// One entry of `etl.<key>.references`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ReferenceConfig {
+    /// The referenced entity; the column holds its one-column unique key.
+    Entity(String),
+    /// The referenced entity and the columns (destination names) that hold its unique key, in key order.
+    Columns {
+        /// The referenced entity.
+        entity: String,
+        /// Columns holding the referenced entity's unique key components.
+        columns: Vec<String>,
+    },
+}
+
+impl ReferenceConfig {
+    /// The referenced entity.
+    pub fn entity(&self) -> &str {
+        match self {
+            ReferenceConfig::Entity(e) => e,
+            ReferenceConfig::Columns { entity, .. } => entity,
+        }
+    }
 }
 
 /// `transform:` of an ETL entry.
@@ -428,6 +545,37 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<PluginManifest, PluginE
             location: e.location().map(|l| (l.line(), l.column())),
             message: strip_location(&e.to_string()),
         })?;
+    for (key, entry) in &manifest.etl {
+        if let Some(t) = &entry.target_id {
+            let chosen = [
+                t.prefix.is_some(),
+                t.uuid_v7 == Some(true),
+                t.from_column.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if chosen != 1 || (t.length.is_some() && t.prefix.is_none()) {
+                return Err(PluginError::Invalid {
+                    path: path.to_path_buf(),
+                    location: find_key_under(text, key, "target_id"),
+                    message: format!(
+                        "etl.{key}.target_id: give exactly one of `prefix` (with an optional `length`), `uuid_v7: true` or `from_column`"
+                    ),
+                });
+            }
+        }
+        if entry.entity.is_some() != entry.unique_key.is_some() {
+            return Err(PluginError::Invalid {
+                path: path.to_path_buf(),
+                location: find_key_under(text, key, "entity")
+                    .or_else(|| find_key_under(text, key, "unique_key")),
+                message: format!(
+                    "etl.{key}: `entity` and `unique_key` go together; give both or neither"
+                ),
+            });
+        }
+    }
     if let Some(run) = &manifest.run {
         if !manifest.etl.contains_key(run.as_str()) {
             return Err(PluginError::Invalid {
@@ -457,6 +605,23 @@ fn find_top_level_key(text: &str, key: &str) -> Option<(usize, usize)> {
         let rest = line.strip_prefix(key)?;
         rest.trim_start().starts_with(':').then_some((i + 1, 1))
     })
+}
+
+/// Line and column (1-based) of `child:` in the block of the `etl` entry `entry` (a best-effort text search).
+fn find_key_under(text: &str, entry: &str, child: &str) -> Option<(usize, usize)> {
+    let mut in_entry = false;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.starts_with(&format!("{entry}:")) && indent > 0 {
+            in_entry = true;
+            continue;
+        }
+        if in_entry && trimmed.starts_with(&format!("{child}:")) {
+            return Some((i + 1, indent + 1));
+        }
+    }
+    None
 }
 
 /// Reads and parses one manifest file.

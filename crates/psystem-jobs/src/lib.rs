@@ -3,7 +3,9 @@
 #![deny(missing_docs)]
 
 pub mod runner;
+pub mod source;
 pub mod status;
 
 pub use runner::{job_key, spawn, Control, JobError, JobEvent, JobHandle, JobOutcome, JobSpec};
+pub use source::{OpenSource, SourceBatch, SourceSpec};
 pub use status::{JobStatus, StatusFile, StatusStore};

@@ -10,12 +10,12 @@
 //! effect at the next safe point: after a commit, or by abandoning a page that is still being fetched (nothing of
 //! it is committed).
 
+use crate::source::{OpenSource, SourceSpec};
 use crate::status::{JobStatus, StatusStore};
 use chrono::Utc;
 use psystem_core::transform::ColumnMap;
 use psystem_core::{Counters, JobState, LoadMode, TableRef};
 use psystem_postgres::{Destination, LoadHandle, LoadSpec};
-use psystem_sources::gho::{GhoConfig, GhoSource};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use tokio::sync::{mpsc, watch};
@@ -28,8 +28,8 @@ pub struct JobSpec {
     pub plugin: String,
     /// ETL entry key.
     pub entry: String,
-    /// The GHO source settings.
-    pub source: GhoConfig,
+    /// What to read.
+    pub source: SourceSpec,
     /// `transform.columns`.
     pub columns: ColumnMap,
     /// Destination connection URL (may hold a password: never logged or written; see [`JobSpec::redacted_url`]).
@@ -42,6 +42,11 @@ pub struct JobSpec {
     pub primary_key: Vec<String>,
     /// Start over instead of resuming an unfinished load of the same job.
     pub restart: bool,
+    /// Load even when a completed load already read the same data into the same table (the compare loop skips
+    /// it otherwise).
+    pub force: bool,
+    /// Target IDs and references from the ID cache.
+    pub ids: Option<psystem_postgres::IdPlan>,
     /// For `psystem resume`: the load status.yaml recorded. If the database says it completed (the process
     /// stopped between the last commit and its status.yaml write), the job is complete and nothing is loaded again.
     pub resume_load: Option<i64>,
@@ -152,6 +157,13 @@ pub struct JobOutcome {
     pub table: TableRef,
     /// The destination, without password.
     pub destination: String,
+    /// True when the compare loop found the same data already loaded and did nothing.
+    pub skipped: bool,
+    /// Keys that got a new target ID in this run.
+    pub new_ids: u64,
+    /// References left null because their entity was not loaded yet, as (column, keystring): the run resolves
+    /// them in a second pass.
+    pub deferred: Vec<(String, String)>,
 }
 
 /// Why a job failed. The last committed checkpoint is intact in every case.
@@ -253,14 +265,22 @@ pub async fn run(
     mut control: watch::Receiver<Control>,
 ) -> Result<JobOutcome, JobError> {
     let key = spec.key();
-    let source = GhoSource::new(spec.source.clone()).map_err(|e| JobError::Setup(e.to_string()))?;
+    let schema_probe = OpenSource::open(&spec.source, None)
+        .await
+        .map_err(|source| JobError::Source { page: 1, source })?;
     let out_schema = spec
         .columns
-        .output_schema(&GhoSource::schema())
+        .output_schema(&schema_probe.schema())
         .map_err(|source| JobError::Transform {
             job: key.clone(),
             source,
         })?;
+    let fingerprint = schema_probe.fingerprint();
+    drop(schema_probe);
+    let out_schema = match &spec.ids {
+        Some(plan) => plan.output_schema(&out_schema),
+        None => out_schema,
+    };
     let destination = Destination::connect(&spec.destination_url).await?;
     let _lock = destination
         .try_lock_job(&key)
@@ -297,8 +317,41 @@ pub async fn run(
                     unknown_fields: Vec::new(),
                     table: spec.table.clone(),
                     destination: spec.redacted_url(),
+                    skipped: false,
+                    new_ids: 0,
+                    deferred: Vec::new(),
                 });
             }
+        }
+    }
+
+    if !spec.force && !spec.restart && spec.resume_load.is_none() {
+        if let Some(done) = destination
+            .last_completed(&key, &fingerprint, &spec.table)
+            .await?
+        {
+            let message = format!(
+                "{key}: load {} already loaded this data ({}) into {} at {}; nothing to do (pass --force to load it again)",
+                done.id,
+                fingerprint,
+                spec.table,
+                done.finished_at.unwrap_or(done.updated_at).format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            info!(job = %key, load_id = done.id, "{message}");
+            let _ = events.send(finished(&key, JobState::Completed, done.counters, None));
+            return Ok(JobOutcome {
+                job: key,
+                load_id: done.id,
+                state: JobState::Completed,
+                counters: done.counters,
+                total_rows: done.total_rows,
+                unknown_fields: Vec::new(),
+                table: spec.table.clone(),
+                destination: spec.redacted_url(),
+                skipped: true,
+                new_ids: 0,
+                deferred: Vec::new(),
+            });
         }
     }
 
@@ -306,41 +359,46 @@ pub async fn run(
         job_key: key.clone(),
         plugin: spec.plugin.clone(),
         entry: spec.entry.clone(),
-        source_kind: psystem_core::plugin::SourceKind::GhoOdata
-            .as_str()
-            .to_string(),
+        source_kind: spec.source.kind().as_str().to_string(),
         table: spec.table.clone(),
         mode: spec.mode,
         primary_key: spec.primary_key.clone(),
         schema: out_schema,
+        source_fingerprint: Some(fingerprint),
+        ids: spec.ids.clone(),
     };
     let mut load = destination.open_load(load_spec, spec.restart).await?;
-    let page_size = spec.source.page_size.max(1);
-    let mut skip = next_skip(&load);
+    let mut source = OpenSource::open(&spec.source, load.total_rows)
+        .await
+        .map_err(|source| JobError::Source {
+            page: load.counters.pages + 1,
+            source,
+        })?;
 
-    reconcile(&spec, &status, &load, skip, page_size, &events)?;
+    reconcile(&spec, &status, &load, &events)?;
     let _ = events.send(JobEvent::Started {
         job: key.clone(),
         load_id: load.load_id,
         resumed: load.resumed,
         counters: load.counters,
-        next_page: skip / page_size + 1,
+        next_page: load.counters.pages + 1,
         total_rows: load.total_rows,
     });
-    info!(job = %key, load_id = load.load_id, resumed = load.resumed, next_skip = skip, "Job started.");
+    info!(job = %key, load_id = load.load_id, resumed = load.resumed, position = ?load.position, "Job started.");
     mirror(&spec, &status, &load, JobState::Running, None)?;
 
     let mut unknown: BTreeSet<String> = BTreeSet::new();
+    let mut ids = IdTally::default();
     let result = page_loop(
         &spec,
         &status,
         &events,
         &mut control,
-        &source,
+        &mut source,
         &destination,
         &mut load,
-        &mut skip,
         &mut unknown,
+        &mut ids,
     )
     .await;
 
@@ -353,10 +411,19 @@ pub async fn run(
         unknown_fields: unknown.iter().cloned().collect(),
         table: spec.table.clone(),
         destination: spec.redacted_url(),
+        skipped: false,
+        new_ids: ids.new_ids,
+        deferred: ids.deferred.clone(),
     };
     match result {
         Ok(JobState::Completed) => {
             destination.finish_load(&mut load).await?;
+            if let Err(e) =
+                psystem_postgres::metrics::finish(destination.pool(), load.load_id, &spec.table)
+                    .await
+            {
+                warn!(job = %key, error = %e, "Could not compute the column metrics of the load.");
+            }
             mirror(&spec, &status, &load, JobState::Completed, None)?;
             info!(job = %key, rows = load.counters.rows, pages = load.counters.pages, "Job completed.");
             let _ = events.send(finished(&key, JobState::Completed, load.counters, None));
@@ -365,7 +432,7 @@ pub async fn run(
         Ok(state) => {
             destination.set_state(load.load_id, state, None).await?;
             mirror(&spec, &status, &load, state, None)?;
-            info!(job = %key, %state, next_skip = skip, "Job stopped at a checkpoint.");
+            info!(job = %key, %state, position = ?load.position, "Job stopped at a checkpoint.");
             let _ = events.send(finished(&key, state, load.counters, None));
             Ok(outcome(state, &load))
         }
@@ -398,29 +465,28 @@ async fn page_loop(
     status: &StatusStore,
     events: &mpsc::UnboundedSender<JobEvent>,
     control: &mut watch::Receiver<Control>,
-    source: &GhoSource,
+    source: &mut OpenSource,
     destination: &Destination,
     load: &mut LoadHandle,
-    skip: &mut u64,
     unknown: &mut BTreeSet<String>,
+    ids: &mut IdTally,
 ) -> Result<JobState, JobError> {
     let key = spec.key();
-    let page_size = spec.source.page_size.max(1);
     loop {
         match *control.borrow_and_update() {
             Control::Run => {}
             Control::Pause => return Ok(JobState::Paused),
             Control::Cancel => return Ok(JobState::Cancelled),
         }
-        if let Some(total) = load.total_rows {
-            if *skip >= total && load.counters.pages > 0 {
-                return Ok(JobState::Completed);
-            }
-        }
-        let page_no = *skip / page_size + 1;
-        let page = tokio::select! {
-            page = source.fetch_page(*skip) => page.map_err(|source| JobError::Source { page: page_no, source })?,
+        let page_no = load.counters.pages + 1;
+        let position = load.position.clone();
+        let fetch_started = std::time::Instant::now();
+        let read = tokio::select! {
+            read = source.read(position.as_ref()) => read.map_err(|source| JobError::Source { page: page_no, source })?,
             _ = control.changed() => continue, // abandon the page; the loop head acts on the request
+        };
+        let Some(page) = read else {
+            return Ok(JobState::Completed);
         };
         let new_fields: Vec<String> = page
             .unknown_fields
@@ -429,14 +495,16 @@ async fn page_loop(
             .cloned()
             .collect();
         if !new_fields.is_empty() {
-            warn!(job = %key, fields = ?new_fields, "The source sent fields the GHO schema does not know; they are not loaded.");
+            warn!(job = %key, fields = ?new_fields, "The source sent fields its schema does not know; they are not loaded.");
             unknown.extend(new_fields.iter().cloned());
             let _ = events.send(JobEvent::UnknownFields {
                 job: key.clone(),
                 fields: new_fields,
             });
         }
+        let download_ms = fetch_started.elapsed().as_millis() as u64;
         let rows = page.batch.num_rows() as u64;
+        let transform_started = std::time::Instant::now();
         let batch = spec
             .columns
             .apply(&page.batch)
@@ -444,18 +512,24 @@ async fn page_loop(
                 job: key.clone(),
                 source,
             })?;
-        let next = *skip + rows;
-        let total = page.total.or(load.total_rows);
-        destination
-            .commit_page(
-                load,
-                &batch,
-                serde_json::json!({ "next_skip": next }),
-                page.bytes,
-                total,
-            )
+        let extras = psystem_postgres::PageExtras {
+            rows_read: Some(rows),
+            rows_rejected: 0,
+            phase_ms: [
+                ("download".to_string(), download_ms),
+                (
+                    "transform".to_string(),
+                    transform_started.elapsed().as_millis() as u64,
+                ),
+            ]
+            .into(),
+        };
+        let total = page.total_rows.or(load.total_rows);
+        let report = destination
+            .commit_page_with(load, &batch, page.next, page.bytes, total, &extras)
             .await?;
-        *skip = next;
+        ids.new_ids += report.new_ids as u64;
+        ids.deferred.extend(report.deferred);
         mirror(spec, status, load, JobState::Running, None)?;
         let _ = events.send(JobEvent::PageCommitted {
             job: key.clone(),
@@ -463,12 +537,17 @@ async fn page_loop(
             counters: load.counters,
             total_rows: load.total_rows,
         });
-        // An empty page, or the announced total reached. (A short page is not the end: a server may cap
-        // `$top` below the page size.)
-        if page.is_last() || total.is_some_and(|t| *skip >= t) {
+        if page.last {
             return Ok(JobState::Completed);
         }
     }
+}
+
+/// What the ID cache did over a job's pages.
+#[derive(Debug, Default)]
+struct IdTally {
+    new_ids: u64,
+    deferred: Vec<(String, String)>,
 }
 
 fn finished(job: &str, state: JobState, counters: Counters, error: Option<String>) -> JobEvent {
@@ -480,22 +559,11 @@ fn finished(job: &str, state: JobState, counters: Counters, error: Option<String
     }
 }
 
-/// The `$skip` a load's checkpoint points at (0 for a new load).
-fn next_skip(load: &LoadHandle) -> u64 {
-    load.position
-        .as_ref()
-        .and_then(|p| p.get("next_skip"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0)
-}
-
 /// Compares status.yaml with the database's checkpoint and tells the user when they differ; the database wins.
 fn reconcile(
     spec: &JobSpec,
     status: &StatusStore,
     load: &LoadHandle,
-    db_skip: u64,
-    page_size: u64,
     events: &mpsc::UnboundedSender<JobEvent>,
 ) -> Result<(), JobError> {
     let key = spec.key();
@@ -508,21 +576,15 @@ fn reconcile(
     if old.state == JobState::Completed || old.state == JobState::Cancelled {
         return Ok(());
     }
-    let file_skip = old
-        .checkpoint
-        .as_ref()
-        .and_then(|p| p.get("next_skip"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
     let same_load = old.load_id == Some(load.load_id) && old.destination == spec.redacted_url();
-    if same_load && file_skip == db_skip {
+    if same_load && old.checkpoint == load.position {
         return Ok(());
     }
-    let message = if !load.resumed && file_skip > 0 {
+    let message = if !load.resumed && old.pages > 0 {
         format!(
             "status.yaml says {key} had reached page {} ({} rows) of load {} in {}, but {} holds no unfinished load of it; \
              starting from page 1 so the table is complete",
-            file_skip / page_size + 1,
+            old.pages + 1,
             old.rows,
             old.load_id.map(|i| i.to_string()).unwrap_or_else(|| "?".into()),
             old.destination,
@@ -530,10 +592,13 @@ fn reconcile(
         )
     } else {
         format!(
-            "status.yaml says {key} is at page {} but the database's checkpoint (load {}) is at page {}; continuing from the database's checkpoint",
-            file_skip / page_size + 1,
+            "status.yaml says {key} is at page {} ({} rows) but the database's checkpoint (load {}) is at page {} ({} rows); \
+             continuing from the database's checkpoint",
+            old.pages + 1,
+            old.rows,
             load.load_id,
-            db_skip / page_size + 1
+            load.counters.pages + 1,
+            load.counters.rows
         )
     };
     warn!(job = %key, "{message}");
@@ -550,7 +615,6 @@ fn mirror(
     error: Option<&str>,
 ) -> Result<(), JobError> {
     let key = spec.key();
-    let page_size = spec.source.page_size.max(1);
     let now = Utc::now();
     status.update(|f| {
         let started_at = f
@@ -564,23 +628,21 @@ fn mirror(
             JobStatus {
                 plugin: spec.plugin.clone(),
                 entry: spec.entry.clone(),
-                source: psystem_core::plugin::SourceKind::GhoOdata
-                    .as_str()
-                    .to_string(),
+                source: spec.source.kind().as_str().to_string(),
                 state,
                 load_id: Some(load.load_id),
                 destination: spec.redacted_url(),
                 table: spec.table.to_string(),
                 mode: spec.mode.to_string(),
                 checkpoint: load.position.clone(),
-                next_page: next_skip(load) / page_size + 1,
+                next_page: load.counters.pages + 1,
                 total_rows: load.total_rows,
                 pages: load.counters.pages,
                 rows: load.counters.rows,
                 bytes: load.counters.bytes,
                 pid: (state == JobState::Running).then(std::process::id),
-                page_size: Some(spec.source.page_size),
-                source_url: Some(spec.source.api.clone()),
+                page_size: Some(spec.source.page_rows()),
+                source_url: Some(spec.source.location()),
                 started_at,
                 updated_at: Some(now),
                 last_error: error.map(str::to_string),

@@ -24,6 +24,43 @@ use crate::DestinationError;
 /// The 11-byte signature, the flags word and the header extension length of a binary COPY stream.
 const HEADER: &[u8; 19] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
+/// Writes a one-dimensional `text[]` value in PostgreSQL's array send format: dimensions (1), a has-nulls flag,
+/// the element type OID, then the length and lower bound (1) of the dimension, then each element as length +
+/// UTF-8 bytes (-1 for NULL). An empty list is an array with zero dimensions.
+fn put_text_array(out: &mut BytesMut, items: &dyn Array) -> Result<(), ValueError> {
+    let strings: Vec<Option<&str>> = match items.data_type() {
+        DataType::Utf8 => items.as_string::<i32>().iter().collect(),
+        DataType::LargeUtf8 => items.as_string::<i64>().iter().collect(),
+        other => {
+            return Err(ValueError::OutOfRange(format!(
+                "list items of type {other} are not text"
+            )))
+        }
+    };
+    let len_at = out.len();
+    out.put_i32(0); // value length, patched below
+    if strings.is_empty() {
+        out.put_i32(0); // no dimensions
+        out.put_i32(0);
+        out.put_i32(TEXT_OID);
+    } else {
+        out.put_i32(1);
+        out.put_i32(strings.iter().any(|s| s.is_none()) as i32);
+        out.put_i32(TEXT_OID);
+        out.put_i32(strings.len() as i32);
+        out.put_i32(1);
+        for s in strings {
+            match s {
+                None => out.put_i32(-1),
+                Some(s) => put_text(out, s)?,
+            }
+        }
+    }
+    let len = (out.len() - len_at - 4) as i32;
+    out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
 /// Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
 const PG_EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
@@ -178,7 +215,18 @@ enum Column<'a> {
     Time32(&'a dyn Array, &'a [i32], TimeUnit),
     /// Time64 values (microseconds or nanoseconds since midnight).
     Time64(&'a dyn Array, &'a [i64], TimeUnit),
+    /// A list of strings, as a one-dimensional `text[]`.
+    TextList(&'a dyn Array, ListOfText<'a>),
 }
+
+/// The two offset widths of a list of strings.
+enum ListOfText<'a> {
+    List(&'a arrow_array::ListArray),
+    LargeList(&'a arrow_array::LargeListArray),
+}
+
+/// PostgreSQL's type OID of `text`, written in each array value's header.
+const TEXT_OID: i32 = 25;
 
 impl<'a> Column<'a> {
     fn new(array: &'a ArrayRef) -> Option<Column<'a>> {
@@ -228,6 +276,14 @@ impl<'a> Column<'a> {
                 };
                 Column::Time64(a, values, *unit)
             }
+            DataType::List(f) if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) => {
+                Column::TextList(a, ListOfText::List(a.as_list::<i32>()))
+            }
+            DataType::LargeList(f)
+                if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) =>
+            {
+                Column::TextList(a, ListOfText::LargeList(a.as_list::<i64>()))
+            }
             _ => return None,
         })
     }
@@ -256,6 +312,7 @@ impl<'a> Column<'a> {
             Column::Timestamp(a, _, _) | Column::Time32(a, _, _) | Column::Time64(a, _, _) => {
                 a.is_null(row)
             }
+            Column::TextList(a, _) => a.is_null(row),
         }
     }
 
@@ -324,6 +381,13 @@ impl<'a> Column<'a> {
                     ValueError::OutOfRange(format!("time {v} ({unit:?}) is out of range"))
                 })?;
                 put_time(out, micros, v, *unit)?;
+            }
+            Column::TextList(_, list) => {
+                let items = match list {
+                    ListOfText::List(l) => l.value(row),
+                    ListOfText::LargeList(l) => l.value(row),
+                };
+                put_text_array(out, items.as_ref())?;
             }
         }
         Ok(())

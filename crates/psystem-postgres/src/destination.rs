@@ -35,6 +35,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 use tracing::{debug, info, warn};
 
 use crate::copy_binary::CopyEncoder;
+use crate::entities::IdReport;
 use crate::ident::{check_ident, ident_with_suffix, quote_ident, quote_table};
 use crate::ledger::{migrate, LoadRecord, LOAD_COLUMNS};
 use crate::types::{catalog_type_name, compatible, pg_type};
@@ -52,6 +53,17 @@ const OPEN_LOCK_CLASS: i32 = 0x7073_796f;
 const RESUMABLE: &[&str] = &["queued", "running", "paused", "failed"];
 /// The name of the per-page temporary table of a `merge` load.
 const MERGE_TEMP_TABLE: &str = "psystem_merge_page";
+
+/// What the caller knows about a page besides its rows, for the run metrics.
+#[derive(Debug, Clone, Default)]
+pub struct PageExtras {
+    /// Rows read from the source for this page, when more than were written (default: the rows written).
+    pub rows_read: Option<u64>,
+    /// Rows the caller refused.
+    pub rows_rejected: u64,
+    /// Milliseconds per phase before the load (`download`, `transform`, …); `load` is added here.
+    pub phase_ms: std::collections::BTreeMap<String, u64>,
+}
 
 /// A few rows of a table: column names in table order, and each row's values in the same order.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -79,8 +91,14 @@ pub struct LoadSpec {
     pub mode: LoadMode,
     /// The primary-key columns; required for `merge`, optional otherwise (new tables get the constraint).
     pub primary_key: Vec<String>,
-    /// The Arrow schema of every page.
+    /// The Arrow schema of every page (with the ID cache columns of [`LoadSpec::ids`] when there is one).
     pub schema: SchemaRef,
+    /// What the load reads: source kind, location and the options that change which rows come (e.g.
+    /// `gho_odata https://…/api/WSH_8 since=2005`). A resume refuses a load that read something else, and
+    /// [`Destination::last_completed`] finds what is already loaded.
+    pub source_fingerprint: Option<String>,
+    /// Target IDs and references from the ID cache, added to every page inside its transaction.
+    pub ids: Option<crate::entities::IdPlan>,
 }
 
 /// An open load: what [`Destination::commit_page`] and [`Destination::finish_load`] work on.
@@ -238,6 +256,20 @@ impl Destination {
 
         let handle = match existing {
             Some(record) => {
+                if record.source_fingerprint.is_some()
+                    && spec.source_fingerprint.is_some()
+                    && record.source_fingerprint != spec.source_fingerprint
+                {
+                    return Err(DestinationError::ResumeMismatch {
+                        job_key: spec.job_key.clone(),
+                        load_id: record.id,
+                        detail: format!(
+                            "reads {} (this run reads {}); finish it with the same options, or pass --restart",
+                            record.source_fingerprint.as_deref().unwrap_or("?"),
+                            spec.source_fingerprint.as_deref().unwrap_or("?")
+                        ),
+                    });
+                }
                 if record.table != spec.table || record.mode != spec.mode {
                     return Err(DestinationError::ResumeMismatch {
                         job_key: spec.job_key.clone(),
@@ -317,7 +349,8 @@ impl Destination {
                 ensure_schema(&mut tx, &spec.table.schema).await?;
                 let load_id: i64 = sqlx::query_scalar(
                     "INSERT INTO psystem.loads (job_key, plugin, entry, source_kind, target_schema, target_table, mode, \
-                     state, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', now(), now()) RETURNING id",
+                     state, started_at, updated_at, source_fingerprint) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', now(), now(), $8) RETURNING id",
                 )
                 .bind(&spec.job_key)
                 .bind(&spec.plugin)
@@ -326,6 +359,7 @@ impl Destination {
                 .bind(&spec.table.schema)
                 .bind(&spec.table.name)
                 .bind(spec.mode.as_str())
+                .bind(&spec.source_fingerprint)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(DestinationError::db(ctx("record the load")))?;
@@ -395,8 +429,38 @@ impl Destination {
         page_bytes: u64,
         total_rows: Option<u64>,
     ) -> Result<(), DestinationError> {
-        check_batch_schema(&load.spec, batch.schema_ref())?;
-        let encoder = CopyEncoder::new(batch)?;
+        self.commit_page_with(
+            load,
+            batch,
+            position,
+            page_bytes,
+            total_rows,
+            &PageExtras::default(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// [`Destination::commit_page`] with the ID cache columns of [`LoadSpec::ids`] added inside the transaction and
+    /// the page's run metrics recorded in it (`psystem.run_metrics`). `batch` has the schema *before* the ID
+    /// columns; returns what the ID cache did.
+    ///
+    /// # Errors
+    /// As [`Destination::commit_page`], plus the ID cache's errors
+    /// ([`DestinationError::UnresolvedReferences`], [`DestinationError::KeyDefinitionChanged`], …).
+    pub async fn commit_page_with(
+        &self,
+        load: &mut LoadHandle,
+        batch: &RecordBatch,
+        position: serde_json::Value,
+        page_bytes: u64,
+        total_rows: Option<u64>,
+        extras: &PageExtras,
+    ) -> Result<IdReport, DestinationError> {
+        let started = std::time::Instant::now();
+        if load.spec.ids.is_none() {
+            check_batch_schema(&load.spec, batch.schema_ref())?;
+        }
         let load_id = load.load_id;
         let spec = &load.spec;
         let page = load.counters.pages + 1;
@@ -419,6 +483,20 @@ impl Destination {
             .map_err(DestinationError::db(ctx("begin")))?;
         lock_running_load(&mut tx, load).await?;
 
+        let mut report = IdReport::default();
+        let with_ids;
+        let batch = match &spec.ids {
+            Some(plan) => {
+                plan.register(&mut tx).await?;
+                let (b, r) = plan.apply(&mut tx, batch, load_id).await?;
+                report = r;
+                check_batch_schema(spec, b.schema_ref())?;
+                with_ids = b;
+                &with_ids
+            }
+            None => batch,
+        };
+        let encoder = CopyEncoder::new(batch)?;
         let columns = column_list(&spec.schema);
         match spec.mode {
             LoadMode::Append => {
@@ -474,6 +552,21 @@ impl Destination {
             }
         }
 
+        let mut phase_ms = extras.phase_ms.clone();
+        *phase_ms.entry("load".to_string()).or_default() += started.elapsed().as_millis() as u64;
+        crate::metrics::record_page(
+            &mut tx,
+            load_id,
+            &crate::metrics::PageMetrics {
+                rows_read: extras.rows_read.unwrap_or(rows),
+                rows_written: rows,
+                rows_rejected: extras.rows_rejected,
+                bytes: page_bytes,
+                phase_ms,
+                nulls: crate::metrics::page_metrics_nulls(batch),
+            },
+        )
+        .await?;
         sqlx::query(
             "INSERT INTO psystem.checkpoints (load_id, position, updated_at) VALUES ($1, $2, now()) \
              ON CONFLICT (load_id) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at",
@@ -514,7 +607,7 @@ impl Destination {
             total = load.counters.rows,
             "Page committed."
         );
-        Ok(())
+        Ok(report)
     }
 
     /// Completes a load. For `replace`, in one transaction the old target table (if any) is dropped and the
@@ -624,6 +717,125 @@ impl Destination {
                 "reading load #{id} from the ledger"
             )))?;
         row.as_ref().map(LoadRecord::from_row).transpose()
+    }
+
+    /// The newest completed load of `job_key` that read `source_fingerprint` into `table`, if any: what the
+    /// compare loop skips (unless the user forces a reload).
+    ///
+    /// # Errors
+    /// [`DestinationError::Database`].
+    pub async fn last_completed(
+        &self,
+        job_key: &str,
+        source_fingerprint: &str,
+        table: &TableRef,
+    ) -> Result<Option<LoadRecord>, DestinationError> {
+        let sql = format!(
+            "SELECT {LOAD_COLUMNS} FROM psystem.loads l LEFT JOIN psystem.checkpoints c ON c.load_id = l.id \
+             WHERE l.job_key = $1 AND l.source_fingerprint = $2 AND l.state = 'completed' \
+             AND l.target_schema = $3 AND l.target_table = $4 ORDER BY l.id DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(job_key)
+            .bind(source_fingerprint)
+            .bind(&table.schema)
+            .bind(&table.name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DestinationError::db(
+                "looking up completed loads in the ledger",
+            ))?;
+        let Some(record) = row.as_ref().map(LoadRecord::from_row).transpose()? else {
+            return Ok(None);
+        };
+        // The table must still exist: a dropped table is loaded again.
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(quote_table(table))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DestinationError::db("checking the destination table"))?;
+        Ok(exists.then_some(record))
+    }
+
+    /// Second pass for deferred references: fills `plan.out_column` where it is null but the reference columns are
+    /// not, from the ID cache, in one transaction. Returns the keystrings that are still unresolved.
+    ///
+    /// # Errors
+    /// [`DestinationError::Database`].
+    pub async fn resolve_deferred(
+        &self,
+        table: &TableRef,
+        target: &crate::CacheTarget,
+        plan: &crate::ReferencePlan,
+    ) -> Result<Vec<String>, DestinationError> {
+        let ctx = |what: &str| format!("resolving {} in {table}: {what}", plan.out_column);
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(DestinationError::db(ctx("begin")))?;
+        let cols: Vec<String> = plan
+            .columns
+            .iter()
+            .map(|c| format!("{}::text", quote_ident(c)))
+            .collect();
+        let not_all_null = plan
+            .columns
+            .iter()
+            .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!(
+            "SELECT ctid::text AS ctid, ARRAY[{}] AS parts FROM {} WHERE {} IS NULL AND ({not_all_null})",
+            cols.join(", "),
+            quote_table(table),
+            quote_ident(&plan.out_column)
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("read")))?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ctids = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let parts: Vec<Option<String>> = row.get("parts");
+            let refs: Vec<Option<&str>> = parts.iter().map(|p| p.as_deref()).collect();
+            ctids.push(row.get::<String, _>("ctid"));
+            keys.push(psystem_core::unique_key::keystring(&refs));
+        }
+        let ids = crate::idcache::lookup(&mut tx, target, &plan.entity, &keys).await?;
+        let mut upd_ctids = Vec::new();
+        let mut upd_ids = Vec::new();
+        let mut missing = Vec::new();
+        for ((ctid, key), id) in ctids.into_iter().zip(keys).zip(ids) {
+            match id {
+                Some(id) => {
+                    upd_ctids.push(ctid);
+                    upd_ids.push(id);
+                }
+                None => missing.push(key),
+            }
+        }
+        let sql = format!(
+            "UPDATE {} t SET {} = v.id FROM unnest($1::text[], $2::text[]) AS v(ctid, id) WHERE t.ctid = v.ctid::tid",
+            quote_table(table),
+            quote_ident(&plan.out_column)
+        );
+        sqlx::query(&sql)
+            .bind(&upd_ctids)
+            .bind(&upd_ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("update")))?;
+        tx.commit()
+            .await
+            .map_err(DestinationError::db(ctx("commit")))?;
+        missing.sort();
+        missing.dedup();
+        Ok(missing)
     }
 
     /// The newest loads (highest id first), of one job or of all, at most `limit`.
@@ -1267,6 +1479,8 @@ mod tests {
                 Field::new("id", DataType::Int64, false),
                 Field::new("v", DataType::Utf8, true),
             ])),
+            source_fingerprint: None,
+            ids: None,
         }
     }
 

@@ -192,6 +192,109 @@ pub enum DestinationError {
         /// What is wrong.
         detail: String,
     },
+
+    /// The unique key of an entity differs from the one its ID cache entries were made with.
+    #[error("entity {entity:?} is cached with unique key {old:?} but is now declared with {new:?}; cached target IDs cannot be matched to the new keys — restore the old unique key, or run `psystem idcache clear --entity {entity}` to forget the cached IDs (new IDs will then be assigned)")]
+    KeyDefinitionChanged {
+        /// The entity.
+        entity: String,
+        /// The key columns in the cache.
+        old: Vec<String>,
+        /// The key columns declared now.
+        new: Vec<String>,
+    },
+
+    /// Rows refer to entities the ID cache does not know (and that this run does not load).
+    #[error("{count} value(s) of {column} refer to {entity} entities that are not in the ID cache, e.g. {}; load the {entity} entry first (or in the same run), or fix the references", keys.join(", "))]
+    UnresolvedReferences {
+        /// The referencing column(s).
+        column: String,
+        /// The referenced entity.
+        entity: String,
+        /// How many distinct keys are unresolved.
+        count: usize,
+        /// Up to 20 of them.
+        keys: Vec<String>,
+    },
+
+    /// An entity specification of the ID cache cannot be used.
+    #[error("entity {entity:?}: {message}")]
+    InvalidEntitySpec {
+        /// The entity.
+        entity: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// An entity whose target IDs come from a column has no ID in that column for a row.
+    #[error("entity {entity:?}: the row with unique key {key:?} has no target ID in its ID column; fill the column or use generated IDs")]
+    ProvidedIdMissing {
+        /// The entity.
+        entity: String,
+        /// The unique key of the row.
+        key: String,
+    },
+
+    /// A target ID from the source differs from the one cached for the same unique key.
+    #[error("entity {entity:?}: unique key {key:?} has target ID {cached:?} in the ID cache but {provided:?} in the data; the cache never changes an ID — fix the data, or clear the entity's cache (`psystem idcache clear --entity {entity}`)")]
+    ProvidedIdConflict {
+        /// The entity.
+        entity: String,
+        /// The unique key.
+        key: String,
+        /// The ID in the cache (or given first in the same call).
+        cached: String,
+        /// The ID in the data.
+        provided: String,
+    },
+
+    /// A target ID from the source already belongs to another unique key.
+    #[error("entity {entity:?}: target ID {id:?} given for unique key {key:?} already belongs to unique key {owner:?}; target IDs must be unique per entity")]
+    ProvidedIdTaken {
+        /// The entity.
+        entity: String,
+        /// The unique key the ID was given for.
+        key: String,
+        /// The target ID.
+        id: String,
+        /// The unique key that holds the ID.
+        owner: String,
+    },
+
+    /// No free target ID was found after many random draws: the ID space is (nearly) full.
+    #[error("entity {entity:?}: no unused target ID found after {attempts} attempts; make the IDs longer (`length` of the prefixed strategy)")]
+    IdSpaceExhausted {
+        /// The entity.
+        entity: String,
+        /// How many rounds of draws were made.
+        attempts: u32,
+    },
+
+    /// An ID cache query has out-of-range paging values.
+    #[error("invalid ID cache query: {detail}")]
+    InvalidCacheQuery {
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// Reading or writing an ID cache CSV file failed.
+    #[error("{context}")]
+    CacheCsv {
+        /// What psystem was doing.
+        context: String,
+        /// The underlying error (I/O or CSV syntax, with its position).
+        #[source]
+        source: csv::Error,
+    },
+
+    /// A row of an ID cache CSV file is not valid.
+    #[error("ID cache import, line {line}: {detail}")]
+    CacheImport {
+        /// The line of the file (1 = the header).
+        line: u64,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl DestinationError {

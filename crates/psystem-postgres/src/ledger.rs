@@ -10,6 +10,17 @@
 //!   the staging table of a `replace` load. Indexed on `(job_key, state)`.
 //! - `psystem.checkpoints` — the source position (JSON) a load resumes from, committed in the same transaction
 //!   as the rows of the page it follows.
+//!
+//! Version 2 (the ID cache, [`crate::idcache`], `docs/ID_CACHE.md`):
+//! - `psystem.id_cache` — `(target, entity, unique_key) → target_id` with the first and last load (`run`) that saw
+//!   the key; target IDs unique per `(target, entity)`. Indexed for sorting by key, ID and first run, and for
+//!   case-insensitive prefix search (`lower(…) text_pattern_ops`); with trigram (GIN `gin_trgm_ops`) indexes for
+//!   substring search when the `pg_trgm` extension exists or can be created (otherwise without, see the docs).
+//! - `psystem.entity_keys` — the unique-key columns and ID strategy each cached entity was registered with.
+//!
+//! Version 3 (run metrics, [`crate::metrics`]):
+//! - `psystem.run_metrics` — per load: rows read / written / rejected, bytes, milliseconds per phase and per-column
+//!   null and distinct counts; deleted with its load.
 
 use chrono::{DateTime, Utc};
 use psystem_core::{Counters, JobState, LoadMode, TableRef};
@@ -23,9 +34,10 @@ use crate::DestinationError;
 const MIGRATION_LOCK_KEY: i64 = 0x7073_7973_7465_6d00;
 
 /// The ledger migrations, in order. Never edit a released one: add a new version.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE psystem.loads (
     id            bigserial PRIMARY KEY,
     job_key       text NOT NULL,
@@ -53,7 +65,76 @@ CREATE TABLE psystem.checkpoints (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE psystem.id_cache (
+    target         text   NOT NULL,
+    entity         text   NOT NULL,
+    unique_key     text   NOT NULL,
+    target_id      text   NOT NULL,
+    first_seen_run bigint NOT NULL DEFAULT 0,
+    last_seen_run  bigint NOT NULL DEFAULT 0,
+    CONSTRAINT id_cache_pkey PRIMARY KEY (target, entity, unique_key),
+    CONSTRAINT id_cache_target_id_key UNIQUE (target, entity, target_id)
+) WITH (fillfactor = 50);
+CREATE INDEX id_cache_first_seen_idx ON psystem.id_cache (target, entity, first_seen_run, unique_key);
+CREATE INDEX id_cache_key_prefix_idx ON psystem.id_cache (target, entity, lower(unique_key) text_pattern_ops);
+CREATE INDEX id_cache_id_prefix_idx ON psystem.id_cache (target, entity, lower(target_id) text_pattern_ops);
+CREATE TABLE psystem.entity_keys (
+    target      text        NOT NULL,
+    entity      text        NOT NULL,
+    key_columns jsonb       NOT NULL,
+    id_strategy jsonb       NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target, entity)
+);
+DO $psystem$
+DECLARE
+    trgm_schema text;
+BEGIN
+    BEGIN
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'psystem: pg_trgm is not available (%); ID cache substring search works without an index', SQLERRM;
+    END;
+    SELECT n.nspname INTO trgm_schema
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pg_trgm';
+    IF trgm_schema IS NOT NULL THEN
+        EXECUTE format('CREATE INDEX id_cache_key_trgm_idx ON psystem.id_cache USING gin (lower(unique_key) %I.gin_trgm_ops)', trgm_schema);
+        EXECUTE format('CREATE INDEX id_cache_id_trgm_idx ON psystem.id_cache USING gin (lower(target_id) %I.gin_trgm_ops)', trgm_schema);
+    END IF;
+END
+$psystem$;
+"#,
+    ),
+    (
+        3,
+        r#"
+CREATE TABLE psystem.run_metrics (
+    load_id       bigint      PRIMARY KEY REFERENCES psystem.loads (id) ON DELETE CASCADE,
+    rows_read     bigint      NOT NULL DEFAULT 0,
+    rows_written  bigint      NOT NULL DEFAULT 0,
+    rows_rejected bigint      NOT NULL DEFAULT 0,
+    bytes         bigint      NOT NULL DEFAULT 0,
+    phase_ms      jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    columns       jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+"#,
+    ),
+    (
+        4,
+        r#"
+-- What a load read (source kind, location, options), so that a resume never continues a load of other data,
+-- and the compare loop can skip what a completed load already holds.
+ALTER TABLE psystem.loads ADD COLUMN source_fingerprint text;
+CREATE INDEX loads_job_fingerprint_idx ON psystem.loads (job_key, source_fingerprint) WHERE state = 'completed';
+"#,
+    ),
+];
 
 /// The newest ledger version this program knows.
 pub const LEDGER_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -159,6 +240,8 @@ pub struct LoadRecord {
     pub last_error: Option<String>,
     /// The name of the staging table (in the target schema) of a `replace` load.
     pub staging_table: Option<String>,
+    /// What the load read (source kind, location and options); see [`LoadSpec::source_fingerprint`](crate::LoadSpec).
+    pub source_fingerprint: Option<String>,
     /// The committed checkpoint position; `None` before the first page.
     pub position: Option<serde_json::Value>,
 }
@@ -169,7 +252,7 @@ pub(crate) const LOAD_COLUMNS: &str =
      COALESCE(l.source_kind, '') AS source_kind, COALESCE(l.target_schema, '') AS target_schema, \
      COALESCE(l.target_table, '') AS target_table, COALESCE(l.mode, '') AS mode, COALESCE(l.state, '') AS state, \
      l.total_rows, l.pages, l.rows, l.bytes, l.started_at, l.updated_at, l.finished_at, l.last_error, \
-     l.staging_table, c.position";
+     l.staging_table, l.source_fingerprint, c.position";
 
 impl LoadRecord {
     pub(crate) fn from_row(row: &PgRow) -> Result<LoadRecord, DestinationError> {
@@ -213,6 +296,7 @@ impl LoadRecord {
             finished_at: row.try_get("finished_at").map_err(get_err)?,
             last_error: row.try_get("last_error").map_err(get_err)?,
             staging_table: row.try_get("staging_table").map_err(get_err)?,
+            source_fingerprint: row.try_get("source_fingerprint").map_err(get_err)?,
             position: row.try_get("position").map_err(get_err)?,
         })
     }

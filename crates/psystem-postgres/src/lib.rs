@@ -7,21 +7,29 @@
 //! - [`destination`]: [`Destination`] — open, resume, page-by-page commit (rows + checkpoint in one
 //!   transaction) and finish of loads in the modes `append`, `replace` and `merge`; job locks.
 //! - [`ident`]: quoting of identifiers; [`redact_url`] (from `psystem-core`): hiding passwords in URLs.
+//! - [`idcache`]: the ID cache — stable target IDs per entity and unique key (`docs/ID_CACHE.md`).
+//! - [`metrics`]: run metrics — rows, bytes, phase times and column statistics per load.
 #![deny(missing_docs)]
 
 /// The managed local PostgreSQL cluster that psystem runs for the user.
 pub mod cluster;
 pub mod copy_binary;
 pub mod destination;
+pub mod entities;
 pub mod error;
+pub mod idcache;
 pub mod ident;
 pub mod ledger;
+pub mod metrics;
 pub mod types;
 
 pub use copy_binary::{encode_copy_binary, CopyEncoder};
-pub use destination::{Destination, JobLock, LoadHandle, LoadSpec, TablePreview};
+pub use destination::{Destination, JobLock, LoadHandle, LoadSpec, PageExtras, TablePreview};
+pub use entities::{IdPlan, IdReport, ReferencePlan};
 pub use error::DestinationError;
+pub use idcache::{CacheTarget, EntitySpec, IdStrategy};
 pub use ident::{check_ident, quote_ident, quote_table};
 pub use ledger::{migrate, LoadRecord, LEDGER_VERSION};
+pub use metrics::PageMetrics;
 pub use psystem_core::redact::redact_url;
 pub use types::{pg_type, pg_type_of};

@@ -59,6 +59,11 @@ pub fn pg_type_of(data_type: &DataType) -> Option<&'static str> {
         DataType::Timestamp(_, None) => "timestamp",
         DataType::Time32(_) | DataType::Time64(_) => "time",
         DataType::Null => "text",
+        DataType::List(f) | DataType::LargeList(f)
+            if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) =>
+        {
+            "text[]"
+        }
         _ => return None,
     })
 }
@@ -80,6 +85,7 @@ pub(crate) fn catalog_type_name(pg_type: &str) -> &'static str {
         "timestamptz" => "timestamp with time zone",
         "timestamp" => "timestamp without time zone",
         "time" => "time without time zone",
+        "text[]" => "text[]",
         _ => "unknown",
     }
 }

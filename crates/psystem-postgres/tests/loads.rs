@@ -763,6 +763,8 @@ async fn identifiers_with_spaces_quotes_and_upper_case_work_in_every_mode() {
                 vec!["Id Col".into()]
             },
             schema: schema.clone(),
+            source_fingerprint: None,
+            ids: None,
         };
         for v in ["first", "second"] {
             let mut load = dest.open_load(s.clone(), false).await.unwrap();

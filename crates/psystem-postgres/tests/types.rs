@@ -578,6 +578,8 @@ async fn destination_round_trips_every_type() {
         mode: LoadMode::Append,
         primary_key: vec!["id".into()],
         schema: batch.schema(),
+        source_fingerprint: None,
+        ids: None,
     };
     let mut load = dest.open_load(spec, false).await.unwrap();
     dest.commit_page(
@@ -660,7 +662,7 @@ async fn unsupported_types_are_refused_at_open_naming_the_column() {
         Field::new("id", DataType::Int64, false),
         Field::new(
             "tags",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
             true,
         ),
     ]));
@@ -669,4 +671,65 @@ async fn unsupported_types_are_refused_at_open_naming_the_column() {
         e => panic!("unexpected {e}"),
     }
     assert!(!common::table_exists(dest.pool(), "public.t").await);
+}
+
+#[tokio::test]
+async fn lists_of_strings_round_trip_as_text_arrays() {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    let (_db, dest) = common::setup().await;
+    let mut b = ListBuilder::new(StringBuilder::new());
+    b.values().append_value("head");
+    b.values().append_value("shoulders, \"knees\"\t\\n");
+    b.append(true);
+    b.append(true); // empty list
+    b.append(false); // null list
+    b.values().append_null();
+    b.values().append_value("ü 🦀");
+    b.append(true);
+    let tags = b.finish();
+    let field = Field::new("tags", tags.data_type().clone(), true);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        field,
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3, 4])),
+            Arc::new(tags),
+        ],
+    )
+    .unwrap();
+    let mut spec = common::spec("j", "tl", LoadMode::Append, &[]);
+    spec.schema = schema;
+    let mut load = dest.open_load(spec, false).await.unwrap();
+    dest.commit_page(&mut load, &batch, serde_json::json!({"p": 1}), 1, None)
+        .await
+        .unwrap();
+    dest.finish_load(&mut load).await.unwrap();
+    let rows: Vec<(i64, Option<Vec<Option<String>>>)> =
+        sqlx::query_as("SELECT id, tags FROM tl ORDER BY id")
+            .fetch_all(dest.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                1,
+                Some(vec![
+                    Some("head".to_string()),
+                    Some("shoulders, \"knees\"\t\\n".to_string())
+                ])
+            ),
+            (2, Some(vec![])),
+            (3, None),
+            (4, Some(vec![None, Some("ü 🦀".to_string())])),
+        ]
+    );
+    let ty: String = sqlx::query_scalar("SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 'tl'::regclass AND attname = 'tags'")
+        .fetch_one(dest.pool())
+        .await
+        .unwrap();
+    assert_eq!(ty, "text[]");
 }

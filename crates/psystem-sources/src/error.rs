@@ -93,6 +93,19 @@ pub enum SourceError {
         last: String,
     },
 
+    /// A data file (CSV, TSV, JSON Lines, Parquet; local or downloaded) cannot be read or decoded.
+    #[error("cannot read {path}{loc}: {detail}", loc = file_location(.line, .column))]
+    File {
+        /// The file's path or URL (password redacted).
+        path: String,
+        /// The 1-based line of the record, when known.
+        line: Option<u64>,
+        /// The column, when one cell is at fault.
+        column: Option<String>,
+        /// What was found, what was expected and what to do.
+        detail: String,
+    },
+
     /// Building the Arrow record batch failed (a bug in psystem; please report it).
     #[error("cannot build the Arrow batch for {url}: {source}; this is a bug in psystem, please report it")]
     Arrow {
@@ -109,6 +122,17 @@ fn display_id(id: &Option<i64>) -> String {
         Some(id) => id.to_string(),
         None => "unknown".to_string(),
     }
+}
+
+fn file_location(line: &Option<u64>, column: &Option<String>) -> String {
+    let mut s = String::new();
+    if let Some(line) = line {
+        s.push_str(&format!(", line {line}"));
+    }
+    if let Some(column) = column {
+        s.push_str(&format!(", column {column:?}"));
+    }
+    s
 }
 
 fn http_hint(status: u16) -> &'static str {

@@ -11,6 +11,11 @@
 //! The next page starts at `skip + batch.num_rows()`; the last page is empty or reaches the total
 //! ([`GhoPage::is_last`]).
 //!
+//! A time window ([`GhoConfig::since`], [`GhoConfig::until`]: years, inclusive) is applied by the
+//! server: the request gets `&$filter=TimeDim ge {since} and TimeDim le {until}` (only the parts that
+//! are set; spaces sent as `%20`). Paging and `@odata.count` are then over the filtered result, and
+//! rows whose `TimeDim` is null are left out.
+//!
 //! Transient failures — timeouts, connection errors, a body that breaks off, `429 Too Many Requests`
 //! (its `Retry-After` honoured up to [`MAX_RETRY_AFTER`]), `408` and `5xx` — are retried with
 //! exponential backoff and jitter ([`RetryPolicy`]); each retry is logged with `tracing::warn!`.
@@ -126,11 +131,19 @@ pub struct GhoConfig {
     pub timeout: Duration,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
+    /// First year to load, inclusive: only rows with `TimeDim >= since` (sent as
+    /// `$filter=TimeDim ge {since}`). Default `None`: no lower bound. When `since` or `until` is set,
+    /// rows whose `TimeDim` is null are not loaded.
+    pub since: Option<i64>,
+    /// Last year to load, inclusive: only rows with `TimeDim <= until` (sent as
+    /// `$filter=TimeDim le {until}`). Default `None`: no upper bound. At least `since` when both are
+    /// set.
+    pub until: Option<i64>,
 }
 
 impl Default for GhoConfig {
-    /// [`DEFAULT_API`] and the default page size, timeout and retries, with an empty `indicator`
-    /// (which [`GhoSource::new`] rejects: set it).
+    /// [`DEFAULT_API`] and the default page size, timeout and retries, no time window (all years),
+    /// with an empty `indicator` (which [`GhoSource::new`] rejects: set it).
     fn default() -> Self {
         GhoConfig {
             api: DEFAULT_API.to_string(),
@@ -138,12 +151,15 @@ impl Default for GhoConfig {
             page_size: DEFAULT_PAGE_SIZE,
             timeout: DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
+            since: None,
+            until: None,
         }
     }
 }
 
 impl GhoConfig {
-    /// A configuration for `indicator` at `api` with default page size, timeout and retries.
+    /// A configuration for `indicator` at `api` with default page size, timeout and retries and no
+    /// time window (all years).
     pub fn new(api: impl Into<String>, indicator: impl Into<String>) -> GhoConfig {
         GhoConfig {
             api: api.into(),
@@ -160,7 +176,8 @@ pub struct GhoPage {
     pub skip: u64,
     /// The rows, with the schema of [`GhoSource::schema`].
     pub batch: RecordBatch,
-    /// `@odata.count`: rows of the whole indicator, when the server sent it.
+    /// `@odata.count`: rows of the whole indicator within the time window (all of them without one),
+    /// when the server sent it.
     pub total: Option<u64>,
     /// Bytes of the response body received.
     pub bytes: u64,
@@ -187,6 +204,10 @@ pub struct GhoSource {
     config: GhoConfig,
     /// `{api}/{indicator}`, without a query.
     base: String,
+    /// The `$filter` of the time window, decoded (`TimeDim ge 2005 and TimeDim le 2008`).
+    filter: Option<String>,
+    /// `&$filter=…` (percent-encoded) to append to the query, or empty.
+    filter_param: String,
     client: reqwest::Client,
 }
 
@@ -248,7 +269,8 @@ impl GhoSource {
     ///
     /// # Errors
     /// [`SourceError::Config`] for an `api` that is not an `http(s)` URL, an indicator code that is
-    /// empty or has characters other than letters, digits, `_`, `-`, `.`, or a `page_size` of 0;
+    /// empty or has characters other than letters, digits, `_`, `-`, `.`, a `page_size` of 0, or a
+    /// `since` after `until`;
     /// [`SourceError::Client`] if the client cannot be built.
     pub fn new(config: GhoConfig) -> Result<GhoSource, SourceError> {
         let api = config.api.trim_end_matches('/');
@@ -258,10 +280,13 @@ impl GhoSource {
                 config.api
             ),
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+        {
             return Err(SourceError::Config {
                 detail: format!(
-                    "api {:?} must be an http(s) URL without a query, e.g. {DEFAULT_API}",
+                    "api {:?} must be an http(s) URL without a query or fragment, e.g. {DEFAULT_API}",
                     config.api
                 ),
             });
@@ -284,16 +309,46 @@ impl GhoSource {
                 detail: "page_size must be at least 1".into(),
             });
         }
+        if let (Some(since), Some(until)) = (config.since, config.until) {
+            if since > until {
+                return Err(SourceError::Config {
+                    detail: format!(
+                        "since {since} is after until {until}, so the time window is empty; \
+                         both are years, inclusive (since <= until)"
+                    ),
+                });
+            }
+        }
+        let bounds: Vec<String> = [("ge", config.since), ("le", config.until)]
+            .into_iter()
+            .filter_map(|(op, year)| year.map(|y| format!("TimeDim {op} {y}")))
+            .collect();
+        let filter = (!bounds.is_empty()).then(|| bounds.join(" and "));
+        let filter_param = match &filter {
+            // form-urlencoding writes a space as `+` (a literal `+` as `%2B`); RFC 3986 and the OData
+            // URL conventions spell it `%20`.
+            Some(f) => format!(
+                "&$filter={}",
+                url::form_urlencoded::byte_serialize(f.as_bytes())
+                    .collect::<String>()
+                    .replace('+', "%20")
+            ),
+            None => String::new(),
+        };
         let client = reqwest::Client::builder()
             .user_agent(concat!("psystem/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SourceError::Client {
                 detail: error_chain(&e),
             })?;
-        let base = format!("{api}/{ind}");
+        // The parser's normal form (lower-case scheme and host, no default port, …) is what the
+        // client sends, so that `page_url` in messages is exactly the requested URL.
+        let base = format!("{}/{ind}", parsed.as_str().trim_end_matches('/'));
         Ok(GhoSource {
             config,
             base,
+            filter,
+            filter_param,
             client,
         })
     }
@@ -322,12 +377,20 @@ impl GhoSource {
         Arc::clone(&SCHEMA)
     }
 
-    /// The URL of the page starting at `skip`:
-    /// `{api}/{indicator}?$top={page_size}&$skip={skip}&$orderby=Id&$count=true`.
+    /// The `$filter` sent for the time window, decoded, e.g. `TimeDim ge 2005 and TimeDim le 2008`;
+    /// `None` without `since` and `until`.
+    pub fn filter(&self) -> Option<&str> {
+        self.filter.as_deref()
+    }
+
+    /// The URL of the page starting at `skip`, exactly as it is requested:
+    /// `{api}/{indicator}?$top={page_size}&$skip={skip}&$orderby=Id&$count=true`, followed by
+    /// `&$filter=TimeDim%20ge%20{since}%20and%20TimeDim%20le%20{until}` when a time window is set (only
+    /// the bounds that are set).
     pub fn page_url(&self, skip: u64) -> String {
         format!(
-            "{}?$top={}&$skip={skip}&$orderby=Id&$count=true",
-            self.base, self.config.page_size
+            "{}?$top={}&$skip={skip}&$orderby=Id&$count=true{}",
+            self.base, self.config.page_size, self.filter_param
         )
     }
 
@@ -866,5 +929,81 @@ mod tests {
             s.page_url(100),
             "https://ghoapi.azureedge.net/api/WSH_8?$top=50&$skip=100&$orderby=Id&$count=true"
         );
+        assert_eq!(s.filter(), None);
+        // The API URL in its normal form, as it is requested.
+        let s =
+            GhoSource::new(GhoConfig::new("HTTPS://GhoApi.azureedge.net:443", "WSH_8")).unwrap();
+        assert_eq!(
+            s.page_url(0),
+            "https://ghoapi.azureedge.net/WSH_8?$top=1000&$skip=0&$orderby=Id&$count=true"
+        );
+        assert!(GhoSource::new(GhoConfig::new("https://x/api#frag", "WSH_8")).is_err());
+    }
+
+    #[test]
+    fn time_window_becomes_a_percent_encoded_filter() {
+        let with = |since, until| {
+            GhoSource::new(GhoConfig {
+                page_size: 7,
+                since,
+                until,
+                ..GhoConfig::new("http://127.0.0.1:1/api", "WSH_8")
+            })
+        };
+        let base = "http://127.0.0.1:1/api/WSH_8?$top=7&$skip=14&$orderby=Id&$count=true";
+        for (since, until, filter, param) in [
+            (
+                Some(2005),
+                Some(2008),
+                "TimeDim ge 2005 and TimeDim le 2008",
+                "&$filter=TimeDim%20ge%202005%20and%20TimeDim%20le%202008",
+            ),
+            (
+                Some(2005),
+                None,
+                "TimeDim ge 2005",
+                "&$filter=TimeDim%20ge%202005",
+            ),
+            (
+                None,
+                Some(-3),
+                "TimeDim le -3",
+                "&$filter=TimeDim%20le%20-3",
+            ),
+            (
+                Some(2004),
+                Some(2004),
+                "TimeDim ge 2004 and TimeDim le 2004",
+                "&$filter=TimeDim%20ge%202004%20and%20TimeDim%20le%202004",
+            ),
+        ] {
+            let s = with(since, until).unwrap();
+            assert_eq!(s.filter(), Some(filter));
+            let page_url = s.page_url(14);
+            assert_eq!(page_url, format!("{base}{param}"));
+            // What is sent is what is shown: the URL is already in the parser's normal form, and
+            // decodes back to the filter.
+            let parsed = url::Url::parse(&page_url).unwrap();
+            assert_eq!(parsed.as_str(), page_url);
+            let sent: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+            assert_eq!(
+                sent.last().unwrap(),
+                &("$filter".to_string(), filter.to_string())
+            );
+        }
+        assert_eq!(
+            with(None, None).unwrap().page_url(14),
+            base,
+            "no window, no $filter"
+        );
+        match with(Some(2009), Some(2008)) {
+            Err(SourceError::Config { detail }) => {
+                assert!(
+                    detail.contains("since 2009 is after until 2008"),
+                    "{detail}"
+                )
+            }
+            other => panic!("expected a Config error, got {other:?}"),
+        }
     }
 }

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod files;
 pub mod gho;
 
 pub use error::SourceError;

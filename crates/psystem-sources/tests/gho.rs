@@ -466,3 +466,195 @@ async fn names_the_transient_failure_when_giving_up() {
         assert_eq!(server.requests().len(), 3);
     }
 }
+
+// ---- Time window: `since`/`until` → `$filter` on TimeDim ----
+
+/// The fixture with its `TimeDim` values spread over the years 2000..=2012, some null and some
+/// missing: the saved WSH_8 response has the single year 2004 for all 165 rows, so a window such as
+/// 2005..=2008 would select nothing from it and page through nothing.
+fn fixture_with_years() -> Value {
+    let mut file = fixture();
+    for (i, row) in file["value"].as_array_mut().unwrap().iter_mut().enumerate() {
+        let obj = row.as_object_mut().unwrap();
+        match i % 20 {
+            3 => {
+                obj.insert("TimeDim".into(), Value::Null);
+            }
+            13 => {
+                obj.remove("TimeDim");
+            }
+            _ => {
+                let year = 2000 + (i as i64 * 7) % 13;
+                obj.insert("TimeDim".into(), Value::from(year));
+                obj.insert("TimeDimensionValue".into(), Value::from(year.to_string()));
+            }
+        }
+    }
+    file
+}
+
+/// The rows of `file` with `since <= TimeDim <= until` (null or missing TimeDim never in a window), in
+/// `Id` order: computed from the JSON, independently of the source and the server.
+fn rows_in_window(file: &Value, since: Option<i64>, until: Option<i64>) -> Vec<Value> {
+    let mut rows: Vec<Value> = file["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["TimeDim"]
+                .as_i64()
+                .is_some_and(|t| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u))
+        })
+        .cloned()
+        .collect();
+    rows.sort_by_key(|r| r["Id"].as_i64().unwrap());
+    rows
+}
+
+/// Serves `file` (the fixture as is when `None`), loads it with `since`/`until` in pages of 7, and
+/// checks the rows (every value), the totals, the paging and the `$filter` in the server's log.
+/// Returns the number of rows loaded.
+async fn load_window(file: Option<&Value>, since: Option<i64>, until: Option<i64>) -> usize {
+    let ctx = format!("since {since:?} until {until:?}");
+    let (_dir, server) = serve(file);
+    let src = GhoSource::new(GhoConfig {
+        page_size: 7,
+        since,
+        until,
+        timeout: Duration::from_secs(10),
+        retry: fast_retry(4),
+        ..GhoConfig::new(server.api_url(), INDICATOR)
+    })
+    .unwrap();
+    let expected_filter = [
+        since.map(|s| format!("TimeDim ge {s}")),
+        until.map(|u| format!("TimeDim le {u}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" and ");
+    assert_eq!(src.filter(), Some(expected_filter.as_str()), "{ctx}");
+
+    let want = rows_in_window(file.unwrap_or(&fixture()), since, until);
+    let pages = fetch_all(&src).await;
+
+    let got: Vec<i64> = pages.iter().flat_map(|p| ids(&p.batch)).collect();
+    let want_ids: Vec<i64> = want.iter().map(|r| r["Id"].as_i64().unwrap()).collect();
+    assert_eq!(got, want_ids, "{ctx}");
+    let mut n = 0;
+    for page in &pages {
+        assert_eq!(
+            page.total,
+            Some(want.len() as u64),
+            "{ctx}: the filtered count"
+        );
+        for r in 0..page.batch.num_rows() {
+            assert_row_equals(&page.batch, r, &want[n]);
+            n += 1;
+        }
+    }
+    // Pages of 7 over the filtered rows; the last one reaches the total (or is the one empty page).
+    let sizes: Vec<usize> = pages.iter().map(|p| p.batch.num_rows()).collect();
+    let mut want_sizes: Vec<usize> = want.chunks(7).map(<[Value]>::len).collect();
+    if want_sizes.is_empty() {
+        want_sizes.push(0);
+    }
+    assert_eq!(sizes, want_sizes, "{ctx}");
+
+    let log = server.requests();
+    assert_eq!(log.len(), pages.len(), "{ctx}");
+    for (i, rec) in log.iter().enumerate() {
+        assert_eq!(
+            rec.filter.as_deref(),
+            Some(expected_filter.as_str()),
+            "{ctx}"
+        );
+        assert_eq!(
+            (
+                rec.top,
+                rec.skip,
+                rec.orderby.as_deref(),
+                rec.count,
+                rec.status
+            ),
+            (
+                Some(7),
+                Some(7 * i as u64),
+                Some("Id"),
+                Some(true),
+                Some(200)
+            ),
+            "{ctx}"
+        );
+    }
+    // The URL in messages is the one requested, filter included and percent-encoded.
+    assert!(
+        src.page_url(0)
+            .ends_with(&format!("&$filter={}", expected_filter.replace(' ', "%20"))),
+        "{}",
+        src.page_url(0)
+    );
+    n
+}
+
+#[tokio::test]
+async fn a_time_window_loads_exactly_its_rows_across_pages() {
+    let file = fixture_with_years();
+    let in_window = rows_in_window(&file, Some(2005), Some(2008));
+    // A real selection: several pages of 7, and rows on both sides of the window and without a year.
+    assert!(in_window.len() > 3 * 7, "{}", in_window.len());
+    let rows = file["value"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["TimeDim"].as_i64() == Some(2004)));
+    assert!(rows.iter().any(|r| r["TimeDim"].as_i64() == Some(2009)));
+    assert!(rows.iter().any(|r| r["TimeDim"].is_null()));
+    assert!(rows.iter().any(|r| r.get("TimeDim").is_none()));
+
+    let n = load_window(Some(&file), Some(2005), Some(2008)).await;
+    assert_eq!(n, in_window.len());
+}
+
+#[tokio::test]
+async fn since_alone_and_until_alone_are_open_ended() {
+    let file = fixture_with_years();
+    let after = load_window(Some(&file), Some(2009), None).await;
+    let before = load_window(Some(&file), None, Some(2003)).await;
+    assert!(after > 7 && before > 7, "{after} {before}");
+    // Single years: the window's bounds are inclusive.
+    assert_eq!(
+        load_window(Some(&file), Some(2012), Some(2012)).await,
+        rows_in_window(&file, Some(2012), Some(2012)).len()
+    );
+    // Years with no rows give one empty page and a total of 0.
+    assert_eq!(load_window(Some(&file), Some(2013), None).await, 0);
+}
+
+#[tokio::test]
+async fn a_time_window_on_the_saved_fixture() {
+    // Every row of the saved response is of 2004 (see `fixture_with_years`): a 2005..=2008 window
+    // selects none of them, a 2004 one all of them.
+    assert_eq!(load_window(None, Some(2005), Some(2008)).await, 0);
+    assert_eq!(load_window(None, Some(2004), Some(2004)).await, 165);
+}
+
+#[tokio::test]
+async fn since_after_until_is_a_config_error() {
+    let (_dir, server) = serve(None);
+    let err = GhoSource::new(GhoConfig {
+        since: Some(2009),
+        until: Some(2005),
+        ..GhoConfig::new(server.api_url(), INDICATOR)
+    })
+    .unwrap_err();
+    match &err {
+        SourceError::Config { detail } => {
+            assert!(
+                detail.contains("since 2009 is after until 2005"),
+                "{detail}"
+            )
+        }
+        other => panic!("expected Config, got {other:?}"),
+    }
+    assert!(err.to_string().contains("since 2009"), "{err}");
+    assert!(server.requests().is_empty());
+}

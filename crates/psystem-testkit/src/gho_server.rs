@@ -9,16 +9,23 @@
 //! `https://ghoapi.azureedge.net/api/<INDICATOR>`, i.e. `{"@odata.context": …, "value": [ … ]}`, such as
 //! `shared/fixtures/who_gho/WSH_8.json` — at `/api/<INDICATOR>`, and understands the OData query
 //! options the GHO API documents (<https://www.who.int/data/gho/info/gho-odata-api>) that psystem uses
-//! for paging:
+//! for paging and for a time window:
 //!
+//! * `$filter=TimeDim ge 2005 and TimeDim le 2008` keeps the rows for which every comparison holds
+//!   (see [`Filter`]): one or more `TimeDim <op> <integer>` joined by `and`, with `op` one of `eq ne
+//!   gt ge lt le` (any case); a row whose `TimeDim` is null or missing matches no comparison. It is
+//!   applied first, so `$orderby`, `$skip`, `$top` and `$count` work on the filtered rows;
 //! * `$orderby=Id` (also `Id asc`, `Id desc`) sorts the rows by `Id`; without it, file order is kept;
 //! * `$skip=N`, `$top=N` slice the (ordered) rows;
-//! * `$count=true` adds `"@odata.count": <rows in the file>` to the envelope.
+//! * `$count=true` adds `"@odata.count": <rows after $filter>` to the envelope (as the real API does:
+//!   the count of the filtered result, not of the file).
 //!
-//! Names and values may be percent-encoded (`%24top=50`). Any other `$` option (e.g. `$filter`) is
-//! answered with 400, so a test never passes by silently ignoring one. Rows are written exactly as they
-//! are in the file (the raw JSON text of each row), so values are byte-for-byte the file's values.
-//! An unknown indicator gets a 404 with an OData-style error body.
+//! Names and values may be percent-encoded (`%24top=50`, `TimeDim%20ge%202005`; `+` is a space).
+//! Anything else is answered with 400 and an OData-style error body that names the problem, so a test
+//! never passes by silently ignoring an option: another `$` option (e.g. `$select`), a `$filter` on
+//! another field or with `or`, `not`, functions or parentheses, bad syntax, and a `$` option given
+//! twice. Rows are written exactly as they are in the file (the raw JSON text of each row), so values
+//! are byte-for-byte the file's values. An unknown indicator gets a 404 with an OData-style error body.
 //!
 //! ```
 //! use psystem_testkit::gho_server::{Fault, GhoServer};
@@ -84,6 +91,9 @@ pub struct RequestRecord {
     pub orderby: Option<String>,
     /// Decoded `$count`, if given as `true` or `false`.
     pub count: Option<bool>,
+    /// Decoded `$filter`, as given (e.g. `TimeDim ge 2005 and TimeDim le 2008`), even when it is not
+    /// supported (then `status` is 400).
+    pub filter: Option<String>,
     /// HTTP status sent; `None` while the response is pending (delays) and when no response head is
     /// sent at all ([`Fault::ConnectionReset`]).
     pub status: Option<u16>,
@@ -286,6 +296,8 @@ pub struct Query {
     pub orderby: Option<String>,
     /// `$count`.
     pub count: Option<bool>,
+    /// `$filter`, as given (decoded); parsed by [`Filter::parse`].
+    pub filter: Option<String>,
 }
 
 /// Ordering requested by `$orderby`.
@@ -309,6 +321,7 @@ pub fn parse_query(query: &str) -> Query {
             "$skip" => q.skip = v.trim().parse().ok(),
             "$orderby" => q.orderby = Some(v.into_owned()),
             "$count" => q.count = parse_bool(&v),
+            "$filter" => q.filter = Some(v.into_owned()),
             _ => {}
         }
     }
@@ -323,10 +336,196 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// A comparison operator of a `$filter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `eq`: equal.
+    Eq,
+    /// `ne`: not equal.
+    Ne,
+    /// `gt`: greater than.
+    Gt,
+    /// `ge`: greater than or equal.
+    Ge,
+    /// `lt`: less than.
+    Lt,
+    /// `le`: less than or equal.
+    Le,
+}
+
+impl CmpOp {
+    /// The operator named `word` (`eq`, `ne`, `gt`, `ge`, `lt`, `le`; any case).
+    pub fn from_word(word: &str) -> Option<CmpOp> {
+        Some(match word.to_ascii_lowercase().as_str() {
+            "eq" => CmpOp::Eq,
+            "ne" => CmpOp::Ne,
+            "gt" => CmpOp::Gt,
+            "ge" => CmpOp::Ge,
+            "lt" => CmpOp::Lt,
+            "le" => CmpOp::Le,
+            _ => return None,
+        })
+    }
+
+    /// Whether `ordering` (of the row's value against the literal) satisfies the operator.
+    fn holds(self, ordering: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match self {
+            CmpOp::Eq => ordering == Equal,
+            CmpOp::Ne => ordering != Equal,
+            CmpOp::Gt => ordering == Greater,
+            CmpOp::Ge => ordering != Less,
+            CmpOp::Lt => ordering == Less,
+            CmpOp::Le => ordering != Greater,
+        }
+    }
+}
+
+/// One `TimeDim <op> <integer>` comparison of a `$filter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comparison {
+    /// The operator.
+    pub op: CmpOp,
+    /// The integer literal on the right.
+    pub value: i64,
+}
+
+/// The supported form of `$filter`: comparisons `TimeDim <op> <integer>` joined by `and`, all of
+/// which must hold (e.g. `TimeDim ge 2005 and TimeDim le 2008`). Words are separated by whitespace;
+/// operator names and `and` may be in any case; the field name is exactly `TimeDim`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// The comparisons, in the order given; never empty.
+    pub comparisons: Vec<Comparison>,
+}
+
+impl Filter {
+    /// Parses the decoded `$filter` text.
+    ///
+    /// # Errors
+    /// A message for a 400 response naming the problem: an empty filter, a field other than
+    /// `TimeDim`, `or`/`not`, functions or parentheses, an unknown operator, a value that is not an
+    /// integer, or a missing or extra word.
+    pub fn parse(text: &str) -> Result<Filter, String> {
+        let fail = |why: String| {
+            Err(format!(
+                "The query parameter '$filter' value '{text}' is not supported by the GHO test server: \
+                 {why}. Supported: one or more 'TimeDim <op> <integer>' joined by 'and', op one of \
+                 eq, ne, gt, ge, lt, le."
+            ))
+        };
+        if let Some(c) = text.chars().find(|c| matches!(c, '(' | ')')) {
+            return fail(format!(
+                "'{c}' found; functions and parentheses are not supported"
+            ));
+        }
+        let words: Vec<&str> = text.split_whitespace().collect();
+        if words.is_empty() {
+            return fail("the filter is empty".into());
+        }
+        let logical = |w: &str| {
+            ["and", "or", "not"]
+                .iter()
+                .any(|l| w.eq_ignore_ascii_case(l))
+        };
+        let mut comparisons = Vec::new();
+        let mut i = 0;
+        loop {
+            match words.get(i) {
+                Some(&"TimeDim") => {}
+                Some(w) if logical(w) => {
+                    return fail(format!(
+                        "expected the field TimeDim at word {}, found the logical operator '{w}'",
+                        i + 1
+                    ))
+                }
+                Some(w) => {
+                    return fail(format!(
+                        "only the field TimeDim (exactly so spelled) can be compared, found '{w}'"
+                    ))
+                }
+                None => return fail("it ends with 'and' where a comparison is expected".into()),
+            }
+            let op = match words.get(i + 1) {
+                Some(w) => match CmpOp::from_word(w) {
+                    Some(op) => op,
+                    None => {
+                        return fail(format!("'{w}' after TimeDim is not a comparison operator"))
+                    }
+                },
+                None => return fail("TimeDim is not followed by a comparison operator".into()),
+            };
+            let value = match words.get(i + 2) {
+                Some(w) => match w.parse::<i64>() {
+                    Ok(v) => v,
+                    Err(_) => {
+                        return fail(format!(
+                            "'{w}' is not an integer literal (64-bit, e.g. 2005)"
+                        ))
+                    }
+                },
+                None => {
+                    return fail(format!(
+                        "TimeDim {} is not followed by an integer",
+                        words[i + 1]
+                    ))
+                }
+            };
+            comparisons.push(Comparison { op, value });
+            i += 3;
+            match words.get(i) {
+                None => return Ok(Filter { comparisons }),
+                Some(w) if w.eq_ignore_ascii_case("and") => i += 1,
+                Some(w) if logical(w) => {
+                    return fail(format!(
+                        "the logical operator '{w}' is not supported (only 'and')"
+                    ))
+                }
+                Some(w) => {
+                    return fail(format!(
+                        "expected 'and' or the end after a comparison, found '{w}'"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Whether a row whose `TimeDim` is `time_dim` satisfies every comparison. A null or missing
+    /// `TimeDim` matches no comparison (so no filter).
+    pub fn matches(&self, time_dim: Option<&serde_json::Number>) -> bool {
+        let Some(n) = time_dim else {
+            return false;
+        };
+        self.comparisons.iter().all(|c| {
+            let ordering = if let Some(i) = n.as_i64() {
+                i.cmp(&c.value)
+            } else if n.as_u64().is_some() {
+                // Beyond i64::MAX: greater than any i64 literal.
+                std::cmp::Ordering::Greater
+            } else {
+                // A non-integral number such as 2004.5 (JSON has no NaN).
+                n.as_f64()
+                    .and_then(|f| f.partial_cmp(&(c.value as f64)))
+                    .unwrap_or(std::cmp::Ordering::Less)
+            };
+            c.op.holds(ordering)
+        })
+    }
+}
+
 /// Checks a query string strictly; returns the ordering, or a message for a 400 response.
 pub fn validate_query(query: &str) -> Result<(Query, Order), String> {
     let mut order = Order::File;
+    let mut seen: Vec<String> = Vec::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k.starts_with('$') {
+            if seen.iter().any(|s| *s == k) {
+                return Err(format!(
+                    "The query option '{k}' was specified more than once, but it must be specified at most once."
+                ));
+            }
+            seen.push(k.to_string());
+        }
         match k.as_ref() {
             "$top" | "$skip" if v.trim().parse::<u64>().is_err() => {
                 return Err(format!(
@@ -337,6 +536,9 @@ pub fn validate_query(query: &str) -> Result<(Query, Order), String> {
                 return Err(format!("The query parameter '$count' has an invalid value '{v}': expected true or false."));
             }
             "$top" | "$skip" | "$count" => {}
+            "$filter" => {
+                Filter::parse(&v)?;
+            }
             "$orderby" => {
                 let words: Vec<&str> = v.split_whitespace().collect();
                 order = match words.as_slice() {
@@ -370,26 +572,45 @@ struct FileEnvelope<'a> {
 }
 
 #[derive(Deserialize)]
-struct RowId {
+struct RowKeys {
     #[serde(rename = "Id")]
     id: Option<i64>,
+    #[serde(rename = "TimeDim")]
+    time_dim: Option<serde_json::Value>,
 }
 
-/// Builds the response body for a saved GHO response `file` (its JSON text) and a query: rows ordered,
-/// sliced by `$skip`/`$top`, written as their raw JSON text, `@odata.context` kept, `@odata.count`
-/// (the total number of rows in the file) added when `$count=true`.
+/// Builds the response body for a saved GHO response `file` (its JSON text) and a query: rows kept by
+/// `$filter`, ordered, sliced by `$skip`/`$top`, written as their raw JSON text, `@odata.context`
+/// kept, `@odata.count` (the number of rows kept by `$filter`: all rows of the file without one)
+/// added when `$count=true`.
 ///
 /// # Errors
-/// The file is not a JSON object with a `value` array, or a row's `Id` is not an integer.
+/// The file is not a JSON object with a `value` array, a row's `Id` is not an integer, a row's
+/// `TimeDim` is neither a number nor null while a `$filter` is given, or `query.filter` is not a
+/// supported filter ([`validate_query`] reports that first, as a 400).
 pub fn render_page(file: &str, query: &Query, order: Order) -> Result<String, String> {
+    let filter = query.filter.as_deref().map(Filter::parse).transpose()?;
     let env: FileEnvelope<'_> = serde_json::from_str(file)
         .map_err(|e| format!("saved response is not an OData envelope: {e}"))?;
     let mut rows: Vec<(Option<i64>, &RawValue)> = Vec::with_capacity(env.value.len());
     for (i, raw) in env.value.iter().enumerate() {
-        let id = serde_json::from_str::<RowId>(raw.get())
-            .map_err(|e| format!("saved response row {i}: cannot read its Id: {e}"))?
-            .id;
-        rows.push((id, raw));
+        let keys = serde_json::from_str::<RowKeys>(raw.get())
+            .map_err(|e| format!("saved response row {i}: cannot read its Id: {e}"))?;
+        if let Some(filter) = &filter {
+            let time_dim = match &keys.time_dim {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Number(n)) => Some(n),
+                Some(other) => {
+                    return Err(format!(
+                        "saved response row {i}: TimeDim is {other}, not a number; cannot apply $filter"
+                    ))
+                }
+            };
+            if !filter.matches(time_dim) {
+                continue;
+            }
+        }
+        rows.push((keys.id, raw));
     }
     match order {
         Order::File => {}
@@ -589,6 +810,7 @@ async fn handle(mut stream: TcpStream, dir: &Path, shared: &Mutex<Shared>) -> st
             skip: q.skip,
             orderby: q.orderby,
             count: q.count,
+            filter: q.filter,
             status: None,
             fault: fault.clone(),
         });
@@ -684,8 +906,13 @@ mod tests {
                 top: Some(5),
                 skip: Some(10),
                 orderby: Some("Id desc".into()),
-                count: Some(true)
+                count: Some(true),
+                filter: None,
             }
+        );
+        assert_eq!(
+            parse_query("$filter=TimeDim%20ge%202005+and+TimeDim%20le%202008").filter,
+            Some("TimeDim ge 2005 and TimeDim le 2008".into())
         );
         assert_eq!(validate_query("$orderby=Id+asc").unwrap().1, Order::IdAsc);
         assert_eq!(validate_query("$orderby=Id").unwrap().1, Order::IdAsc);
@@ -704,10 +931,192 @@ mod tests {
         assert!(validate_query("$orderby=Value")
             .unwrap_err()
             .contains("$orderby"));
-        assert!(validate_query("$filter=Id%20eq%201")
+        assert!(validate_query("$select=Id")
             .unwrap_err()
-            .contains("$filter"));
-        assert!(validate_query("other=1").is_ok());
+            .contains("$select"));
+        // Unsupported filters are 400s; the message names the filter and the problem.
+        for (filter, problem) in [
+            ("Id%20eq%201", "found 'Id'"),
+            ("timedim%20eq%202005", "found 'timedim'"),
+            ("TimeDim%20ge%202005%20or%20TimeDim%20le%202000", "'or'"),
+            ("year(Date)%20eq%202005", "functions and parentheses"),
+            ("(TimeDim%20eq%202005)", "functions and parentheses"),
+            ("TimeDim%20between%202005", "'between'"),
+            ("TimeDim%20ge%202005.5", "'2005.5' is not an integer"),
+            ("TimeDim%20ge%20'2005'", "is not an integer"),
+            ("TimeDim%20ge", "not followed by an integer"),
+            ("TimeDim%20ge%202005%20and", "ends with 'and'"),
+            (
+                "TimeDim%20ge%202005%20TimeDim%20le%202008",
+                "expected 'and'",
+            ),
+            ("", "empty"),
+        ] {
+            let err = validate_query(&format!("$filter={filter}")).unwrap_err();
+            assert!(
+                err.contains("'$filter'") && err.contains(problem),
+                "{filter}: {err}"
+            );
+        }
+        assert!(
+            validate_query("$filter=TimeDim%20eq%201&%24filter=TimeDim%20eq%202")
+                .unwrap_err()
+                .contains("more than once")
+        );
+        assert!(validate_query("$top=1&$top=2")
+            .unwrap_err()
+            .contains("more than once"));
+        assert!(validate_query("other=1&other=2").is_ok());
+    }
+
+    #[test]
+    fn parses_filters() {
+        use CmpOp::*;
+        let parsed = |f: &str| {
+            Filter::parse(f)
+                .unwrap_or_else(|e| panic!("{f}: {e}"))
+                .comparisons
+                .into_iter()
+                .map(|c| (c.op, c.value))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(parsed("TimeDim ge 2005"), vec![(Ge, 2005)]);
+        assert_eq!(
+            parsed("TimeDim ge 2005 and TimeDim le 2008"),
+            vec![(Ge, 2005), (Le, 2008)]
+        );
+        assert_eq!(
+            parsed("  TimeDim EQ -1 AND TimeDim Ne 0 and TimeDim gt +3 and TimeDim lT 9 and TimeDim lE 8 "),
+            vec![(Eq, -1), (Ne, 0), (Gt, 3), (Lt, 9), (Le, 8)]
+        );
+        assert!(Filter::parse("TimeDim ge 99999999999999999999")
+            .unwrap_err()
+            .contains("not an integer"));
+        assert!(Filter::parse("not TimeDim eq 1")
+            .unwrap_err()
+            .contains("'not'"));
+        assert!(Filter::parse("TimeDim ge 1 and and TimeDim le 2")
+            .unwrap_err()
+            .contains("'and'"));
+        // validate_query accepts a supported filter, percent-encoded or with + for spaces.
+        let (q, _) =
+            validate_query("%24filter=TimeDim+ge+2005%20and%20TimeDim%20le%202008").unwrap();
+        assert_eq!(
+            q.filter.as_deref(),
+            Some("TimeDim ge 2005 and TimeDim le 2008")
+        );
+    }
+
+    #[test]
+    fn evaluates_filters_with_nulls_never_matching() {
+        let f = |text: &str| Filter::parse(text).unwrap();
+        let n = |v: serde_json::Value| match v {
+            serde_json::Value::Number(n) => n,
+            other => panic!("{other}"),
+        };
+        let window = f("TimeDim ge 2005 and TimeDim le 2008");
+        for (year, expected) in [
+            (2004, false),
+            (2005, true),
+            (2006, true),
+            (2008, true),
+            (2009, false),
+        ] {
+            assert_eq!(window.matches(Some(&n(year.into()))), expected, "{year}");
+        }
+        assert!(!window.matches(None));
+        // Every operator, at, below and above its literal.
+        for (text, at, below, above) in [
+            ("TimeDim eq 2005", true, false, false),
+            ("TimeDim ne 2005", false, true, true),
+            ("TimeDim gt 2005", false, false, true),
+            ("TimeDim ge 2005", true, false, true),
+            ("TimeDim lt 2005", false, true, false),
+            ("TimeDim le 2005", true, true, false),
+        ] {
+            let filter = f(text);
+            let got = (
+                filter.matches(Some(&n(2005.into()))),
+                filter.matches(Some(&n(2004.into()))),
+                filter.matches(Some(&n(2006.into()))),
+            );
+            assert_eq!(got, (at, below, above), "{text}");
+            assert!(!filter.matches(None), "{text}: null never matches");
+        }
+        // Non-integral and huge numbers compare by value.
+        assert!(f("TimeDim gt 2004").matches(Some(&n(serde_json::json!(2004.5)))));
+        assert!(!f("TimeDim le 2004").matches(Some(&n(serde_json::json!(2004.5)))));
+        assert!(f("TimeDim eq 2004").matches(Some(&n(serde_json::json!(2004.0)))));
+        assert!(f("TimeDim gt 0").matches(Some(&n(serde_json::json!(u64::MAX)))));
+    }
+
+    const YEARS_FILE: &str = r#"{
+  "@odata.context": "c",
+  "value": [
+    {"Id": 6, "TimeDim": 2006},
+    {"Id": 1, "TimeDim": 2004},
+    {"Id": 5, "TimeDim": null},
+    {"Id": 3, "TimeDim": 2008},
+    {"Id": 2, "TimeDim": 2005},
+    {"Id": 4},
+    {"Id": 7, "TimeDim": 2009},
+    {"Id": 8, "TimeDim": 2007.0}
+  ]
+}"#;
+
+    #[test]
+    fn filters_before_ordering_slicing_and_counting() {
+        let page = |q: &str| {
+            let (q, o) = validate_query(q).unwrap();
+            let body: serde_json::Value =
+                serde_json::from_str(&render_page(YEARS_FILE, &q, o).unwrap()).unwrap();
+            let ids: Vec<i64> = body["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["Id"].as_i64().unwrap())
+                .collect();
+            (ids, body["@odata.count"].as_u64())
+        };
+        let window = "$filter=TimeDim%20ge%202005%20and%20TimeDim%20le%202008";
+        assert_eq!(
+            page(&format!("{window}&$orderby=Id&$count=true")),
+            (vec![2, 3, 6, 8], Some(4))
+        );
+        assert_eq!(
+            page(&format!("{window}&$orderby=Id&$count=true&$skip=1&$top=2")),
+            (vec![3, 6], Some(4))
+        );
+        assert_eq!(
+            page(&format!("{window}&$orderby=Id%20desc&$count=true&$skip=3")),
+            (vec![2], Some(4))
+        );
+        // Without $orderby, file order.
+        assert_eq!(page(window), (vec![6, 3, 2, 8], None));
+        // Null and missing TimeDim never match, not even `ne`.
+        assert_eq!(
+            page("$filter=TimeDim%20ne%200&$orderby=Id&$count=true"),
+            (vec![1, 2, 3, 6, 7, 8], Some(6))
+        );
+        assert_eq!(
+            page("$filter=TimeDim%20gt%203000&$count=true"),
+            (vec![], Some(0))
+        );
+        // Without a filter, every row, and the count of the file.
+        assert_eq!(
+            page("$orderby=Id&$count=true&$top=2"),
+            (vec![1, 2], Some(8))
+        );
+        // A TimeDim that is not a number cannot be filtered: an error (a 500 from the server).
+        let (q, o) = validate_query("$filter=TimeDim%20eq%201").unwrap();
+        let err = render_page(r#"{"value":[{"Id":1,"TimeDim":"2004"}]}"#, &q, o).unwrap_err();
+        assert!(err.contains("TimeDim"), "{err}");
+        assert!(render_page(
+            r#"{"value":[{"Id":1,"TimeDim":"2004"}]}"#,
+            &Query::default(),
+            o
+        )
+        .is_ok());
     }
 
     #[test]
@@ -800,11 +1209,24 @@ mod tests {
         let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(err["error"]["message"].as_str().unwrap().contains("NOPE"));
 
-        let (head, _, _) = get(&server, "/api/T?$filter=Id%20eq%201");
+        let (head, body, _) = get(&server, "/api/T?$filter=Id%20eq%201");
         assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+        let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let msg = err["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("$filter") && msg.contains("'Id'"), "{msg}");
+
+        // A supported filter; FILE's rows have no TimeDim, so none matches.
+        let (head, body, _) = get(
+            &server,
+            "/api/T?$filter=TimeDim%20ge%202005%20and%20TimeDim%20le%202008&$count=true",
+        );
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(page["@odata.count"], 0);
+        assert_eq!(page["value"], serde_json::json!([]));
 
         let log = server.requests();
-        assert_eq!(log.len(), 3);
+        assert_eq!(log.len(), 4);
         assert_eq!(log[0].path, "/api/T");
         assert_eq!(
             (log[0].top, log[0].skip, log[0].count),
@@ -812,8 +1234,15 @@ mod tests {
         );
         assert_eq!(log[0].orderby.as_deref(), Some("Id"));
         assert_eq!(log[0].status, Some(200));
+        assert_eq!(log[0].filter, None);
         assert_eq!(log[1].status, Some(404));
         assert_eq!(log[2].status, Some(400));
+        assert_eq!(log[2].filter.as_deref(), Some("Id eq 1"));
+        assert_eq!(log[3].status, Some(200));
+        assert_eq!(
+            log[3].filter.as_deref(),
+            Some("TimeDim ge 2005 and TimeDim le 2008")
+        );
     }
 
     #[test]

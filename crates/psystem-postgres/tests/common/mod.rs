@@ -51,6 +51,8 @@ pub fn spec(job: &str, table: &str, mode: LoadMode, pk: &[&str]) -> LoadSpec {
         mode,
         primary_key: pk.iter().map(|s| s.to_string()).collect(),
         schema: schema(),
+        source_fingerprint: None,
+        ids: None,
     }
 }
 
