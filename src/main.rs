@@ -12,6 +12,7 @@ use psystem_api::idcache::CacheScope;
 use psystem_api::runs::{PlannedJob, RunRequest};
 use psystem_api::{Api, ApiError};
 use psystem_core::JobState;
+use psystem_jobs::dryrun::OutputFormat;
 use psystem_jobs::{Control, JobEvent};
 use psystem_postgres::idcache::{CacheQuery, CacheSort};
 use std::process::ExitCode;
@@ -127,6 +128,16 @@ struct RunArgs {
     /// Load even data a completed load already holds (by default such an entry is skipped).
     #[arg(long)]
     force: bool,
+    /// Run the whole pipeline without writing to the destination; report per table the rows that would be
+    /// inserted, updated and deleted and the target IDs that would be assigned.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: write what would be loaded into DIR/<table>.parquet (or .csv).
+    #[arg(long, value_name = "DIR", requires = "dry_run")]
+    output: Option<std::path::PathBuf>,
+    /// With --output: parquet or csv.
+    #[arg(long, default_value = "parquet", value_parser = ["parquet", "csv"], requires = "output")]
+    output_format: String,
     #[command(flatten)]
     dest: DestinationArgs,
     /// Read from this API base URL instead of the manifest's (a mirror or a local server).
@@ -370,6 +381,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 resume_load: None,
             };
             let jobs = api.plan_run(&req, &args.entries, args.all).await?;
+            if args.dry_run {
+                let format = if args.output_format == "csv" {
+                    OutputFormat::Csv
+                } else {
+                    OutputFormat::Parquet
+                };
+                return dry_run_jobs(&jobs, args.output.as_deref().map(|d| (d, format)), json)
+                    .await;
+            }
             run_jobs(&api, jobs, &args.dest, json).await
         }
         Command::Resume(args) => {
@@ -542,6 +562,30 @@ async fn idcache_command(api: &Api, cmd: IdcacheCommand, json: bool) -> Result<(
             )
         }
     }
+}
+
+/// `psystem run --dry-run`: each job through the whole pipeline, nothing written to the destination.
+async fn dry_run_jobs(
+    jobs: &[PlannedJob],
+    output: Option<(&std::path::Path, OutputFormat)>,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut pending = Default::default();
+    let mut reports = Vec::new();
+    for planned in jobs {
+        for note in &planned.notes {
+            output::note(note, json);
+        }
+        let (report, file) = psystem_jobs::dryrun::dry_run(&planned.spec, output, &mut pending)
+            .await
+            .map_err(|e| {
+                anyhow::Error::new(ApiError::from(e))
+                    .context(format!("dry run of {}", planned.spec.key()))
+            })?;
+        reports.push((planned.spec.key(), report, file));
+    }
+    output::dry_run(&reports, json)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs planned jobs one after the other, then the second pass for deferred references. Ctrl+C pauses the

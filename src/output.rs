@@ -6,6 +6,7 @@ use psystem_api::plugins::{PluginDetail, PluginList, PluginSummary};
 use psystem_api::runs::PlannedJob;
 use psystem_api::ClusterStatus;
 use psystem_jobs::{JobEvent, JobOutcome, JobStatus};
+use psystem_postgres::dryrun::DryRunReport;
 use psystem_postgres::idcache::{CacheEntry, CachePage, CacheQuery, EntitySummary, ImportReport};
 use psystem_postgres::metrics::{RunDetail, RunSummary};
 use psystem_postgres::TablePreview;
@@ -686,6 +687,47 @@ pub fn run_detail(r: &RunDetail, json: bool) -> Result<()> {
             .map(|d| d.to_string())
             .unwrap_or_else(|| "-".into());
         println!("  {:<32} {:>10} {:>10}", name, c.nulls, distinct);
+    }
+    Ok(())
+}
+
+/// `psystem run --dry-run`.
+pub fn dry_run(
+    reports: &[(String, DryRunReport, Option<std::path::PathBuf>)],
+    json: bool,
+) -> Result<()> {
+    if json {
+        let docs: Vec<_> = reports
+            .iter()
+            .map(|(job, r, file)| serde_json::json!({ "job": job, "report": r, "output": file }))
+            .collect();
+        return print_json(&docs);
+    }
+    println!("Dry run — nothing was written to the destination.");
+    println!(
+        "{:<32} {:<24} {:<8} {:>8} {:>9} {:>8} {:>8} {:>8}",
+        "JOB", "TABLE", "MODE", "ROWS", "INSERTED", "UPDATED", "DELETED", "NEW IDS"
+    );
+    for (job, r, _) in reports {
+        println!(
+            "{:<32} {:<24} {:<8} {:>8} {:>9} {:>8} {:>8} {:>8}",
+            job,
+            format!("{}{}", r.table, if r.table_exists { "" } else { " (new)" }),
+            r.mode,
+            r.rows,
+            r.inserted,
+            r.updated,
+            r.deleted,
+            r.new_ids
+        );
+    }
+    for (job, r, file) in reports {
+        if r.unresolved_references > 0 {
+            println!("warning: {job}: {} references cannot be resolved from the ID cache; the load would fail", r.unresolved_references);
+        }
+        if let Some(f) = file {
+            println!("{job}: what would be loaded is in {}", f.display());
+        }
     }
     Ok(())
 }

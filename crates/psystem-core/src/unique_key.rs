@@ -369,7 +369,12 @@ fn render(
             let elements = render(a.values().as_ref(), column, false)?;
             let size = (*size).max(0) as usize;
             (0..array.len())
-                .map(|i| (!array.is_null(i)).then(|| set_text(&elements[i * size..(i + 1) * size])))
+                .map(|i| {
+                    (!array.is_null(i)).then(|| {
+                        let start = a.value_offset(i).max(0) as usize;
+                        set_text(&elements[start..start + size])
+                    })
+                })
                 .collect()
         }
         other => return Err(unsupported(column, other)),

@@ -2,6 +2,7 @@
 //! its state into `status.yaml` and reports progress as [`runner::JobEvent`]s.
 #![deny(missing_docs)]
 
+pub mod dryrun;
 pub mod runner;
 pub mod source;
 pub mod status;

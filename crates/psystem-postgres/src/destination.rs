@@ -1100,7 +1100,7 @@ fn to_i64(v: u64, what: &str, job_key: &str) -> Result<i64, DestinationError> {
 }
 
 /// `"a", "b", …` for the columns of the schema.
-fn column_list(schema: &Schema) -> String {
+pub(crate) fn column_list(schema: &Schema) -> String {
     schema
         .fields()
         .iter()
@@ -1110,7 +1110,7 @@ fn column_list(schema: &Schema) -> String {
 }
 
 /// `"a" bigint`, … for the columns of the schema.
-fn column_defs(schema: &Schema) -> Result<Vec<String>, DestinationError> {
+pub(crate) fn column_defs(schema: &Schema) -> Result<Vec<String>, DestinationError> {
     schema
         .fields()
         .iter()
@@ -1175,7 +1175,7 @@ fn merge_sql(spec: &LoadSpec, ord: &str) -> String {
 
 /// Streams the rows of `encoder` into `COPY … FROM STDIN (FORMAT binary)` in chunks of about 1 MiB. On any
 /// error the COPY is aborted (the caller's transaction then rolls back).
-async fn copy_in(
+pub(crate) async fn copy_in(
     conn: &mut PgConnection,
     sql: &str,
     encoder: &CopyEncoder<'_>,
@@ -1345,7 +1345,7 @@ async fn table_oid_exists(
 }
 
 /// The columns (name, `format_type`) of a table, `None` when it does not exist.
-async fn table_columns(
+pub(crate) async fn table_columns(
     conn: &mut PgConnection,
     table: &TableRef,
 ) -> Result<Option<Vec<(String, String)>>, DestinationError> {

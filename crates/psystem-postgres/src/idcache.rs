@@ -905,14 +905,34 @@ pub async fn list(
         None => ("", None),
     };
     let dir = if q.descending { "DESC" } else { "ASC" };
-    let order = match q.sort {
-        CacheSort::UniqueKey | CacheSort::TargetId => format!("{} {dir}", q.sort.column()),
-        other => format!("{} {dir}, unique_key {dir}", other.column()),
+    // Deferred join: the inner query finds the page's keys from an index alone (an index-only scan past a deep
+    // offset, instead of visiting the heap for every skipped row), the outer one fetches just those rows.
+    // (inner columns, join column, ORDER BY) — all from this fixed whitelist.
+    let (inner, join, order) = match q.sort {
+        CacheSort::UniqueKey => ("unique_key", "unique_key", format!("unique_key {dir}")),
+        CacheSort::TargetId => ("target_id", "target_id", format!("target_id {dir}")),
+        other => (
+            if other == CacheSort::FirstSeen {
+                "first_seen_run, unique_key"
+            } else {
+                "last_seen_run, unique_key"
+            },
+            "unique_key",
+            format!("{} {dir}, unique_key {dir}", other.column()),
+        ),
     };
+    let outer_order = order
+        .split(", ")
+        .map(|part| format!("p.{part}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let (n_limit, n_offset) = if pattern.is_some() { (4, 5) } else { (3, 4) };
     let page_sql = format!(
-        "SELECT unique_key, target_id, first_seen_run, last_seen_run FROM psystem.id_cache \
-         WHERE target = $1 AND entity = $2{fragment} ORDER BY {order} LIMIT ${n_limit} OFFSET ${n_offset}"
+        "SELECT c.unique_key, c.target_id, c.first_seen_run, c.last_seen_run \
+         FROM (SELECT {inner} FROM psystem.id_cache WHERE target = $1 AND entity = $2{fragment} \
+               ORDER BY {order} LIMIT ${n_limit} OFFSET ${n_offset}) p \
+         JOIN psystem.id_cache c ON c.target = $1 AND c.entity = $2 AND c.{join} = p.{join} \
+         ORDER BY {outer_order}"
     );
     let count_sql = format!(
         "SELECT count(*) FROM psystem.id_cache WHERE target = $1 AND entity = $2{fragment}"

@@ -15,6 +15,7 @@
 pub mod cluster;
 pub mod copy_binary;
 pub mod destination;
+pub mod dryrun;
 pub mod entities;
 pub mod error;
 pub mod idcache;

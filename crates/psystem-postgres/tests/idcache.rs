@@ -880,3 +880,25 @@ async fn invalid_specs_are_refused() {
         .await
         .is_err());
 }
+
+/// The operations can run on a multi-threaded runtime (`tokio::spawn`, the desktop app).
+#[allow(dead_code, clippy::too_many_arguments)]
+fn futures_are_send(
+    pool: PgPool,
+    mut c: PgConnection,
+    target: CacheTarget,
+    s: EntitySpec,
+    keys: Vec<String>,
+    mut out: Vec<u8>,
+) {
+    fn send<T: Send>(_: T) {}
+    send(register_entity(&mut c, &target, &s));
+    send(assign(&mut c, &target, &s, &keys, None, 1));
+    send(lookup(&mut c, &target, "e", &keys));
+    send(idcache::entities(&pool, Some(&target)));
+    send(idcache::list(&pool, &target, "e", &CacheQuery::default()));
+    send(idcache::show(&pool, &target, "e", "k"));
+    send(idcache::export_csv(&pool, &target, "e", &mut out));
+    send(idcache::import_csv(&pool, &target, "e", &b""[..]));
+    send(idcache::clear(&pool, &target, "e"));
+}
