@@ -371,7 +371,7 @@ fn render(
             (0..array.len())
                 .map(|i| {
                     (!array.is_null(i)).then(|| {
-                        let start = a.value_offset(i).max(0) as usize;
+                        let start = a.value_offset_at(i);
                         set_text(&elements[start..start + size])
                     })
                 })

@@ -227,7 +227,7 @@ pub enum DestinationError {
     },
 
     /// An entity whose target IDs come from a column has no ID in that column for a row.
-    #[error("entity {entity:?}: the row with unique key {key:?} has no target ID in its ID column; fill the column or use generated IDs")]
+    #[error("entity {entity:?}: the row with unique key {key:?} has no target ID (null or empty) in its ID column; fill the column or use generated IDs")]
     ProvidedIdMissing {
         /// The entity.
         entity: String,

@@ -561,7 +561,7 @@ async fn fetch_and_touch(
 ///
 /// - `keys`: unique keystrings ([`psystem_core::unique_key`]); the same key twice gets the same ID.
 /// - `provided`: for [`IdStrategy::FromColumn`], the ID column's value of each key (same length as `keys`); a
-///   null is [`DestinationError::ProvidedIdMissing`], an ID different from the cached one (or from the one given
+///   null or empty ID is [`DestinationError::ProvidedIdMissing`], an ID different from the cached one (or from the one given
 ///   for the same key earlier in `keys`) is [`DestinationError::ProvidedIdConflict`], an ID that belongs to
 ///   another key is [`DestinationError::ProvidedIdTaken`]. Must be `None` for generating strategies.
 /// - `run`: the load id; a new key gets `first_seen_run = last_seen_run = run`, a cached key keeps its ID and
@@ -573,7 +573,8 @@ async fn fetch_and_touch(
 /// target_id)`) is simply not inserted; those keys draw again, up to [`MAX_ID_ATTEMPTS`] rounds
 /// ([`DestinationError::IdSpaceExhausted`]). A key inserted meanwhile by a concurrent transaction is picked up
 /// with the ID that transaction gave it (this needs the default READ COMMITTED isolation). Nothing in here ever
-/// raises a database error on a conflict, so the caller's transaction stays usable.
+/// raises a database error on a conflict, so the caller's transaction stays usable. After an error of this
+/// function, IDs it already stored may be in the transaction: roll it back (as a failed page does).
 pub async fn assign(
     conn: &mut PgConnection,
     target: &CacheTarget,
@@ -617,15 +618,12 @@ pub async fn assign(
     let mut id_owner: HashMap<&str, &str> = HashMap::new();
     for (i, key) in keys.iter().enumerate() {
         let given = match provided {
-            Some(p) => {
-                Some(
-                    p[i].as_deref()
-                        .ok_or_else(|| DestinationError::ProvidedIdMissing {
-                            entity: entity.to_string(),
-                            key: key.clone(),
-                        })?,
-                )
-            }
+            Some(p) => Some(p[i].as_deref().filter(|id| !id.is_empty()).ok_or_else(|| {
+                DestinationError::ProvidedIdMissing {
+                    entity: entity.to_string(),
+                    key: key.clone(),
+                }
+            })?),
             None => None,
         };
         match position.get(key.as_str()) {
@@ -1196,6 +1194,9 @@ pub async fn import_csv(
     Ok(report)
 }
 
+/// Per row sent: key, ID in the file, ID cached before, key owning the file's ID before, inserted.
+type ImportOutcome = (String, String, Option<String>, Option<String>, bool);
+
 async fn import_chunk(
     conn: &mut PgConnection,
     target: &CacheTarget,
@@ -1244,7 +1245,7 @@ async fn import_chunk(
     let lasts: Vec<i64> = send.iter().map(|r| r.last).collect();
     let lines: Vec<u64> = send.iter().map(|r| r.line).collect();
     // The outer SELECT sees the cache as it was before this statement's INSERT (one snapshot per statement).
-    let result: Vec<(String, String, Option<String>, Option<String>, bool)> = sqlx::query_as(
+    let result: Vec<ImportOutcome> = sqlx::query_as(
         "WITH input AS (SELECT * FROM unnest($3::text[], $4::text[], $5::int8[], $6::int8[]) \
                         WITH ORDINALITY AS i(unique_key, target_id, first_seen_run, last_seen_run, ord)), \
          ins AS (INSERT INTO psystem.id_cache (target, entity, unique_key, target_id, first_seen_run, last_seen_run) \
