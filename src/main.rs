@@ -380,6 +380,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 until: args.until,
                 resume_load: None,
             };
+            let interrupt = Interrupt::install(json)?;
             let jobs = api.plan_run(&req, &args.entries, args.all).await?;
             if args.dry_run {
                 let format = if args.output_format == "csv" {
@@ -390,13 +391,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 return dry_run_jobs(&jobs, args.output.as_deref().map(|d| (d, format)), json)
                     .await;
             }
-            run_jobs(&api, jobs, &args.dest, json).await
+            run_jobs(&api, jobs, &args.dest, json, &interrupt).await
         }
         Command::Resume(args) => {
+            let interrupt = Interrupt::install(json)?;
             let req =
                 api.resume_request(args.job.as_deref(), args.dest.db.clone(), args.page_size)?;
             let job = api.plan(&req).await?;
-            run_jobs(&api, vec![job], &args.dest, json).await
+            run_jobs(&api, vec![job], &args.dest, json, &interrupt).await
         }
         Command::Cancel(args) => {
             let job = api.cancel(args.job.as_deref(), args.db).await?;
@@ -595,10 +597,14 @@ async fn run_jobs(
     jobs: Vec<PlannedJob>,
     dest: &DestinationArgs,
     json: bool,
+    interrupt: &Interrupt,
 ) -> Result<ExitCode> {
-    let interrupt = Interrupt::install(json)?;
     let mut outcomes = Vec::new();
     let mut code = ExitCode::SUCCESS;
+    if interrupt.pressed() {
+        eprintln!("Interrupted before any job started; nothing was loaded.");
+        return Ok(ExitCode::from(EXIT_PAUSED));
+    }
     for planned in &jobs {
         if interrupt.pressed() {
             break;

@@ -62,7 +62,8 @@ impl Env {
         self.cmd().args(args).output().unwrap()
     }
 
-    /// Starts psystem with `args`, sends it SIGINT (Ctrl+C) after `after`, and returns its output.
+    /// Starts psystem with `args`, waits until status.yaml shows a committed page, sends it SIGINT (Ctrl+C)
+    /// `after` that, and returns its output.
     pub async fn run_and_interrupt(&self, args: &[&str], after: std::time::Duration) -> Output {
         let child = self
             .cmd()
@@ -71,6 +72,8 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Wait for the first committed page (a slow machine may take a while to start), then for `after`.
+        self.wait_for_first_page().await;
         tokio::time::sleep(after).await;
         let sent = Command::new("kill")
             .args(["-INT", &child.id().to_string()])
@@ -78,6 +81,26 @@ impl Env {
             .unwrap();
         assert!(sent.success(), "could not send SIGINT");
         child.wait_with_output().unwrap()
+    }
+
+    /// Waits (up to 30 s) until status.yaml shows a committed page.
+    pub async fn wait_for_first_page(&self) {
+        let status = self.home.path().join("status.yaml");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&status).unwrap_or_default();
+            if text
+                .lines()
+                .any(|l| l.trim().strip_prefix("pages: ").is_some_and(|n| n != "0"))
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no page committed within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Adds a user plugin folder `name` with `plugin.yaml` = `text`.

@@ -279,6 +279,19 @@ async fn ids_from_a_column_are_honoured_and_conflicts_reported() {
         Err(DestinationError::ProvidedIdMissing { key, .. }) => assert_eq!(key, "p3"),
         other => panic!("{other:?}"),
     }
+    // An empty ID counts as missing.
+    assert!(matches!(
+        assign(
+            &mut c,
+            &target,
+            &s,
+            &keys(&["p3"]),
+            Some(&given(&[Some("")])),
+            2
+        )
+        .await,
+        Err(DestinationError::ProvidedIdMissing { .. })
+    ));
     // An ID that belongs to another key — inside a transaction, which stays usable.
     let mut tx = pool.begin().await.unwrap();
     match assign(
