@@ -332,6 +332,11 @@ impl Progress {
                 }
             }
             JobEvent::Reconciled { message, .. } => self.say(&format!("note: {message}")),
+            JobEvent::SourceReport { lines, .. } => {
+                for l in lines {
+                    self.say(l);
+                }
+            }
             JobEvent::UnknownFields { fields, .. } => self.say(&format!(
                 "warning: the source sent fields psystem does not know, not loaded: {}",
                 fields.join(", ")
@@ -386,6 +391,13 @@ impl Progress {
 pub fn outcome(o: &JobOutcome, preview: Option<&TablePreview>, json: bool) -> Result<()> {
     if json {
         return print_json(&serde_json::json!({ "outcome": o, "preview": preview }));
+    }
+    if o.skipped && o.load_id == 0 {
+        println!(
+            "Skipped {}: the file was modified outside the --since/--until window.",
+            o.job
+        );
+        return Ok(());
     }
     if o.skipped {
         println!(

@@ -348,6 +348,9 @@ impl Api {
             restart: req.restart,
             force: req.force,
             ids,
+            file_window: (matches!(plugin.source_kind(), SourceKind::Files)
+                && (req.since.is_some() || req.until.is_some()))
+            .then_some((req.since, req.until)),
             resume_load: req.resume_load,
         };
         Ok(PlannedJob {

@@ -47,6 +47,9 @@ pub struct JobSpec {
     pub force: bool,
     /// Target IDs and references from the ID cache.
     pub ids: Option<psystem_postgres::IdPlan>,
+    /// `--since/--until` years for sources whose time is the file's modification time: a file modified outside
+    /// the window is skipped. (GHO applies its window in the request instead.)
+    pub file_window: Option<(Option<i64>, Option<i64>)>,
     /// For `psystem resume`: the load status.yaml recorded. If the database says it completed (the process
     /// stopped between the last commit and its status.yaml write), the job is complete and nothing is loaded again.
     pub resume_load: Option<i64>,
@@ -74,6 +77,13 @@ pub fn job_key(plugin: &str, entry: &str) -> String {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum JobEvent {
+    /// How the source reads its data (for a table: the type inference report), once, before loading.
+    SourceReport {
+        /// Job key.
+        job: String,
+        /// Lines for people.
+        lines: Vec<String>,
+    },
     /// The load is open: new, or resumed from its checkpoint.
     Started {
         /// Job key.
@@ -276,6 +286,46 @@ pub async fn run(
             source,
         })?;
     let fingerprint = schema_probe.fingerprint();
+    let report = schema_probe.report();
+    if !report.is_empty() {
+        let _ = events.send(JobEvent::SourceReport {
+            job: key.clone(),
+            lines: report,
+        });
+    }
+    if let (Some((since, until)), Some(modified)) = (spec.file_window, schema_probe.modified()) {
+        use chrono::Datelike;
+        let year = i64::from(modified.year());
+        if since.is_some_and(|s| year < s) || until.is_some_and(|u| year > u) {
+            let message = format!(
+                "{key}: the file was last modified in {year}, outside --since/--until; skipped"
+            );
+            info!(job = %key, "{message}");
+            let _ = events.send(JobEvent::Reconciled {
+                job: key.clone(),
+                message,
+            });
+            let _ = events.send(finished(
+                &key,
+                JobState::Completed,
+                Counters::default(),
+                None,
+            ));
+            return Ok(JobOutcome {
+                job: key,
+                load_id: 0,
+                state: JobState::Completed,
+                counters: Counters::default(),
+                total_rows: None,
+                unknown_fields: Vec::new(),
+                table: spec.table.clone(),
+                destination: spec.redacted_url(),
+                skipped: true,
+                new_ids: 0,
+                deferred: Vec::new(),
+            });
+        }
+    }
     drop(schema_probe);
     let out_schema = match &spec.ids {
         Some(plan) => plan.output_schema(&out_schema),

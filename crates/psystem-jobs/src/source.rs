@@ -123,6 +123,37 @@ impl OpenSource {
         }
     }
 
+    /// What a person should know about how the source reads its data: for a table, the file, its format and one
+    /// line per column with its type and how it was chosen (the type inference report); empty for GHO, whose schema
+    /// is declared.
+    pub fn report(&self) -> Vec<String> {
+        match self {
+            OpenSource::Gho { .. } => Vec::new(),
+            OpenSource::Files(f) => {
+                let delimiter = match f.delimiter() {
+                    Some(b'\t') => ", tab-delimited".to_string(),
+                    Some(d) => format!(", delimiter {:?}", d as char),
+                    None => String::new(),
+                };
+                let mut lines = vec![format!(
+                    "{} ({}{delimiter}):",
+                    f.path().display(),
+                    f.format()
+                )];
+                lines.extend(f.inference().iter().map(|c| format!("  {c}")));
+                lines
+            }
+        }
+    }
+
+    /// When the file was last modified (files only).
+    pub fn modified(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            OpenSource::Gho { .. } => None,
+            OpenSource::Files(f) => f.fingerprint().modified,
+        }
+    }
+
     /// The schema of the batches.
     pub fn schema(&self) -> SchemaRef {
         match self {
