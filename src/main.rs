@@ -683,16 +683,18 @@ async fn run_jobs(
     Ok(code)
 }
 
+/// The job a Ctrl+C pauses: its control channel and key.
+type CurrentJob = Arc<std::sync::Mutex<Option<(watch::Sender<Control>, String)>>>;
+
 /// The Ctrl+C handler of a run (the `ctrlc` crate allows one per process): it pauses whichever job runs.
 struct Interrupt {
-    current: Arc<std::sync::Mutex<Option<(watch::Sender<Control>, String)>>>,
+    current: CurrentJob,
     presses: Arc<AtomicUsize>,
 }
 
 impl Interrupt {
     fn install(json: bool) -> Result<Interrupt> {
-        let current: Arc<std::sync::Mutex<Option<(watch::Sender<Control>, String)>>> =
-            Arc::default();
+        let current: CurrentJob = Arc::default();
         let presses = Arc::new(AtomicUsize::new(0));
         let (c, p) = (current.clone(), presses.clone());
         ctrlc::set_handler(move || {

@@ -67,6 +67,7 @@ pub struct SourceBatch {
 
 /// An open source.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per job, never in a collection
 pub enum OpenSource {
     /// A GHO indicator.
     Gho {
