@@ -486,6 +486,26 @@ async fn a_dry_run_reports_changes_and_leaves_the_database_unchanged() {
             "{mode}: a dry run changed the database:\n--- before\n{before}\n--- after\n{after}"
         );
     }
+
+    // The real load (replace): PID009 leaves the table but keeps its cache entry, whose last_seen_run shows when
+    // it was last seen; PID010 gets a new ID; PID001 keeps its ID.
+    let ids = participant_ids(db.url()).await;
+    ok(&env.run(&["run", "changed", "--db", db.url()]));
+    let now = participant_ids(db.url()).await;
+    assert_eq!(now.get("PID001"), ids.get("PID001"));
+    assert!(!now.contains_key("PID009") && now.contains_key("PID010"));
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    let seen: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT unique_key, last_seen_run FROM psystem.id_cache WHERE entity = 'participant'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert!(seen["pid009"] < seen["pid001"], "{seen:?}");
+    pool.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
