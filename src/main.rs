@@ -149,10 +149,10 @@ struct RunArgs {
     /// Start over, abandoning an unfinished load of this entry, instead of resuming it.
     #[arg(long)]
     restart: bool,
-    /// GHO: load only rows whose year (TimeDim) is at least YEAR.
+    /// Only data from YEAR on: GHO rows whose TimeDim is at least YEAR; a file last modified before YEAR is skipped.
     #[arg(long, value_name = "YEAR")]
     since: Option<i64>,
-    /// GHO: load only rows whose year (TimeDim) is at most YEAR.
+    /// Only data up to YEAR: GHO rows whose TimeDim is at most YEAR; a file last modified after YEAR is skipped.
     #[arg(long, value_name = "YEAR")]
     until: Option<i64>,
 }

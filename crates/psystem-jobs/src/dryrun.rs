@@ -10,7 +10,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use psystem_postgres::dryrun::{DryRun, DryRunReport};
-use psystem_postgres::LoadSpec;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -47,29 +46,8 @@ pub async fn dry_run(
     let mut source = OpenSource::open(&spec.source, None)
         .await
         .map_err(|source| JobError::Source { page: 1, source })?;
-    let schema = spec
-        .columns
-        .output_schema(&source.schema())
-        .map_err(|source| JobError::Transform {
-            job: key.clone(),
-            source,
-        })?;
-    let schema = match &spec.ids {
-        Some(plan) => plan.output_schema(&schema),
-        None => schema,
-    };
-    let load_spec = LoadSpec {
-        job_key: key.clone(),
-        plugin: spec.plugin.clone(),
-        entry: spec.entry.clone(),
-        source_kind: spec.source.kind().as_str().to_string(),
-        table: spec.table.clone(),
-        mode: spec.mode,
-        primary_key: spec.primary_key.clone(),
-        schema: schema.clone(),
-        source_fingerprint: None,
-        ids: spec.ids.clone(),
-    };
+    let schema = spec.load_schema(&source.schema())?;
+    let load_spec = spec.load_spec(schema, None);
     let mut dry = DryRun::start(&spec.destination_url, load_spec, pending.clone()).await?;
     let mut writer: Option<(Writer, PathBuf)> = None;
     let mut position: Option<serde_json::Value> = None;

@@ -65,6 +65,47 @@ impl JobSpec {
     pub fn redacted_url(&self) -> String {
         psystem_core::redact::redact_url(&self.destination_url)
     }
+
+    /// The schema of the pages as loaded, from the source's schema: `transform.columns`, then the ID cache columns.
+    ///
+    /// # Errors
+    /// [`JobError::Transform`] when the column map names a column the source lacks.
+    pub fn load_schema(
+        &self,
+        source_schema: &arrow_schema::SchemaRef,
+    ) -> Result<arrow_schema::SchemaRef, JobError> {
+        let schema = self
+            .columns
+            .output_schema(source_schema)
+            .map_err(|source| JobError::Transform {
+                job: self.key(),
+                source,
+            })?;
+        Ok(match &self.ids {
+            Some(plan) => plan.output_schema(&schema),
+            None => schema,
+        })
+    }
+
+    /// What the destination loads: this job into its table with `schema`.
+    pub fn load_spec(
+        &self,
+        schema: arrow_schema::SchemaRef,
+        source_fingerprint: Option<String>,
+    ) -> LoadSpec {
+        LoadSpec {
+            job_key: self.key(),
+            plugin: self.plugin.clone(),
+            entry: self.entry.clone(),
+            source_kind: self.source.kind().as_str().to_string(),
+            table: self.table.clone(),
+            mode: self.mode,
+            primary_key: self.primary_key.clone(),
+            schema,
+            source_fingerprint,
+            ids: self.ids.clone(),
+        }
+    }
 }
 
 /// The job key of a plugin's entry: `<plugin>/<entry>`.
@@ -278,13 +319,7 @@ pub async fn run(
     let schema_probe = OpenSource::open(&spec.source, None)
         .await
         .map_err(|source| JobError::Source { page: 1, source })?;
-    let out_schema = spec
-        .columns
-        .output_schema(&schema_probe.schema())
-        .map_err(|source| JobError::Transform {
-            job: key.clone(),
-            source,
-        })?;
+    let out_schema = spec.load_schema(&schema_probe.schema())?;
     let fingerprint = schema_probe.fingerprint();
     let report = schema_probe.report();
     if !report.is_empty() {
@@ -327,10 +362,6 @@ pub async fn run(
         }
     }
     drop(schema_probe);
-    let out_schema = match &spec.ids {
-        Some(plan) => plan.output_schema(&out_schema),
-        None => out_schema,
-    };
     let destination = Destination::connect(&spec.destination_url).await?;
     let _lock = destination
         .try_lock_job(&key)
@@ -405,18 +436,7 @@ pub async fn run(
         }
     }
 
-    let load_spec = LoadSpec {
-        job_key: key.clone(),
-        plugin: spec.plugin.clone(),
-        entry: spec.entry.clone(),
-        source_kind: spec.source.kind().as_str().to_string(),
-        table: spec.table.clone(),
-        mode: spec.mode,
-        primary_key: spec.primary_key.clone(),
-        schema: out_schema,
-        source_fingerprint: Some(fingerprint),
-        ids: spec.ids.clone(),
-    };
+    let load_spec = spec.load_spec(out_schema, Some(fingerprint));
     let mut load = destination.open_load(load_spec, spec.restart).await?;
     let mut source = OpenSource::open(&spec.source, load.total_rows)
         .await

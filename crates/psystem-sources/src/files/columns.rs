@@ -466,6 +466,47 @@ pub(super) fn type_mismatch(column: &ColumnPlan, value: &str, sample_rows: u64) 
 }
 
 /// The report line of one column planned from text.
+/// How a column is read, by precedence: multi-valued (`multi_valued`), declared (`casts`), all text (type
+/// inference off), else the type `inferred` from the sample.
+pub(super) fn choose_kind(
+    config: &super::FilesConfig,
+    name: &str,
+    inferred: impl FnOnce() -> ColumnType,
+) -> (Kind, TypeOrigin) {
+    if let Some(d) = config.multi_valued.get(name) {
+        (
+            Kind::List {
+                delimiter: d.clone(),
+            },
+            TypeOrigin::MultiValued,
+        )
+    } else if let Some(ty) = config.casts.get(name) {
+        (
+            Kind::Typed {
+                ty: *ty,
+                strict: false,
+            },
+            TypeOrigin::Declared,
+        )
+    } else if !config.infer_types {
+        (
+            Kind::Typed {
+                ty: ColumnType::Text,
+                strict: false,
+            },
+            TypeOrigin::NotInferred,
+        )
+    } else {
+        (
+            Kind::Typed {
+                ty: inferred(),
+                strict: true,
+            },
+            TypeOrigin::Inferred,
+        )
+    }
+}
+
 pub(super) fn report(
     column: &ColumnPlan,
     header: String,

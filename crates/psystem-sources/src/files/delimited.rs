@@ -10,10 +10,10 @@ use std::io::{Read, Seek, SeekFrom};
 
 use csv::ByteRecord;
 
-use super::columns::{self, Builder, Cell, ColumnPlan, Kind, TextInference};
+use super::columns::{self, Builder, Cell, ColumnPlan, TextInference};
 use super::{
     check_columns, config_err, make_batch, not_utf8, Common, FileFormat, FilePosition, FilesBatch,
-    FilesConfig, Opened, Plan as AnyPlan, Rename, TypeOrigin, SAMPLE_ROWS,
+    FilesConfig, Opened, Plan as AnyPlan, Rename, SAMPLE_ROWS,
 };
 use crate::SourceError;
 use arrow_schema::SchemaRef;
@@ -419,38 +419,7 @@ pub(super) fn open(
     let mut plans = Vec::with_capacity(kept.len());
     let mut reports = Vec::with_capacity(kept.len());
     for (((index, header), (name, renamed)), stat) in kept.into_iter().zip(names).zip(stats) {
-        let (kind, origin) = if let Some(d) = config.multi_valued.get(&name) {
-            (
-                Kind::List {
-                    delimiter: d.clone(),
-                },
-                TypeOrigin::MultiValued,
-            )
-        } else if let Some(ty) = config.casts.get(&name) {
-            (
-                Kind::Typed {
-                    ty: *ty,
-                    strict: false,
-                },
-                TypeOrigin::Declared,
-            )
-        } else if !config.infer_types {
-            (
-                Kind::Typed {
-                    ty: super::ColumnType::Text,
-                    strict: false,
-                },
-                TypeOrigin::NotInferred,
-            )
-        } else {
-            (
-                Kind::Typed {
-                    ty: stat.result(),
-                    strict: true,
-                },
-                TypeOrigin::Inferred,
-            )
-        };
+        let (kind, origin) = columns::choose_kind(config, &name, || stat.result());
         let plan = ColumnPlan {
             name,
             index,

@@ -9,10 +9,10 @@ use arrow_schema::SchemaRef;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::columns::{self, parse_date, parse_timestamp, Builder, Cell, ColumnPlan, Kind};
+use super::columns::{self, parse_date, parse_timestamp, Builder, Cell, ColumnPlan};
 use super::{
     check_columns, make_batch, not_utf8, ColumnType, Common, FileFormat, FilePosition, FilesBatch,
-    FilesConfig, Opened, Plan as AnyPlan, TypeOrigin, SAMPLE_ROWS,
+    FilesConfig, Opened, Plan as AnyPlan, SAMPLE_ROWS,
 };
 use crate::SourceError;
 
@@ -366,38 +366,7 @@ pub(super) fn open(
     let mut plans = Vec::with_capacity(keys.len());
     let mut reports = Vec::with_capacity(keys.len());
     for (((index, key), (name, renamed)), stat) in indexed.into_iter().zip(names).zip(stats) {
-        let (kind, origin) = if let Some(d) = config.multi_valued.get(&name) {
-            (
-                Kind::List {
-                    delimiter: d.clone(),
-                },
-                TypeOrigin::MultiValued,
-            )
-        } else if let Some(ty) = config.casts.get(&name) {
-            (
-                Kind::Typed {
-                    ty: *ty,
-                    strict: false,
-                },
-                TypeOrigin::Declared,
-            )
-        } else if !config.infer_types {
-            (
-                Kind::Typed {
-                    ty: ColumnType::Text,
-                    strict: false,
-                },
-                TypeOrigin::NotInferred,
-            )
-        } else {
-            (
-                Kind::Typed {
-                    ty: stat.result(),
-                    strict: true,
-                },
-                TypeOrigin::Inferred,
-            )
-        };
+        let (kind, origin) = columns::choose_kind(config, &name, || stat.result());
         let plan = ColumnPlan {
             name,
             index,
