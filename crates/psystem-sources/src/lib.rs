@@ -9,5 +9,6 @@
 mod error;
 pub mod files;
 pub mod gho;
+pub mod manifest;
 
 pub use error::SourceError;
