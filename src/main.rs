@@ -627,9 +627,13 @@ async fn run_jobs(
             Ok(outcome) => outcome,
             Err(e) => {
                 let key = planned.spec.key();
-                return Err(anyhow::Error::new(ApiError::from(e)).context(format!(
-                    "job {key} failed; committed pages are kept — fix the cause and run `psystem resume {key}`"
-                )));
+                let started = api.status_store().job(&key).ok().flatten().is_some();
+                let context = if started {
+                    format!("job {key} failed; committed pages are kept — fix the cause and run `psystem resume {key}`")
+                } else {
+                    format!("job {key} could not start")
+                };
+                return Err(anyhow::Error::new(ApiError::from(e)).context(context));
             }
         };
         let preview =

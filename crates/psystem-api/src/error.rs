@@ -25,6 +25,14 @@ pub enum ApiError {
         /// Keys that exist.
         known: Vec<String>,
     },
+    /// `psystem resume` without a job name, and not exactly one unfinished job.
+    #[error("{}", if unfinished.is_empty() { format!("no unfinished job in {path}; start one with `psystem run PLUGIN`") } else { format!("several unfinished jobs in {path}; name one: {}", unfinished.join(", ")) })]
+    AmbiguousResume {
+        /// status.yaml.
+        path: String,
+        /// The unfinished jobs' keys.
+        unfinished: Vec<String>,
+    },
     /// The job failed or could not start.
     #[error(transparent)]
     Job(#[from] psystem_jobs::JobError),
@@ -51,7 +59,7 @@ impl ApiError {
             ) => "entry_not_found",
             ApiError::Plugin(_) => "invalid_manifest",
             ApiError::Config(_) => "invalid_config",
-            ApiError::NoSuchJob { .. } => "job_not_found",
+            ApiError::NoSuchJob { .. } | ApiError::AmbiguousResume { .. } => "job_not_found",
             ApiError::Job(psystem_jobs::JobError::Busy { .. }) => "job_busy",
             ApiError::Job(psystem_jobs::JobError::Source { .. }) => "source",
             ApiError::Job(psystem_jobs::JobError::Destination(_)) | ApiError::Destination(_) => {
@@ -67,7 +75,10 @@ impl ApiError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            ApiError::Plugin(_) | ApiError::Config(_) | ApiError::NoSuchJob { .. }
+            ApiError::Plugin(_)
+                | ApiError::Config(_)
+                | ApiError::NoSuchJob { .. }
+                | ApiError::AmbiguousResume { .. }
         )
     }
 }

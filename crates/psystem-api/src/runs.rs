@@ -546,10 +546,9 @@ impl Api {
                 .ok_or_else(|| self.no_such_job(k, &file))?,
             None if unfinished.len() == 1 => unfinished[0],
             None => {
-                return Err(ApiError::NoSuchJob {
-                    job: "(none named)".into(),
+                return Err(ApiError::AmbiguousResume {
                     path: self.status_store().path().display().to_string(),
-                    known: unfinished.iter().map(|(k, _)| k.to_string()).collect(),
+                    unfinished: unfinished.iter().map(|(k, _)| k.to_string()).collect(),
                 })
             }
         };
