@@ -303,6 +303,20 @@ enum DbCommand {
 }
 
 fn main() -> ExitCode {
+    // `psystem … | head` closes stdout early: end quietly like other command-line tools instead of panicking.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     if let Some(home) = &cli.home {
         std::env::set_var(psystem_core::paths::HOME_ENV, home);

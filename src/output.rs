@@ -146,20 +146,33 @@ pub fn plugin_detail(p: &PluginDetail, json: bool) -> Result<()> {
             e.key,
             if e.default { " (default)" } else { "" }
         );
-        println!(
-            "    indicator:   {}",
-            e.indicator.clone().unwrap_or_default()
-        );
-        println!("    api:         {}", e.api.clone().unwrap_or_default());
+        if let Some(i) = &e.indicator {
+            println!("    indicator:   {i}");
+        }
+        if let Some(a) = &e.api {
+            println!("    api:         {a}");
+        }
+        if let Some(f) = &e.file {
+            println!("    file:        {f}");
+        }
         println!("    table:       {}", e.table);
         println!(
             "    mode:        {}",
             e.mode
                 .clone()
-                .unwrap_or_else(|| "(default: merge by Id, else append)".into())
+                .unwrap_or_else(|| "(default: merge by the primary key, else append)".into())
         );
         if !e.primary_key.is_empty() {
             println!("    primary key: {}", e.primary_key.join(", "));
+        }
+        if let Some(entity) = &e.entity {
+            println!(
+                "    entity:      {entity}, unique key ({})",
+                e.unique_key.join(", ")
+            );
+        }
+        for (column, entity) in &e.references {
+            println!("    reference:   {column} → {entity} (its target ID in {column}_target_id)");
         }
         println!(
             "    destination: {}",

@@ -57,6 +57,14 @@ pub struct EntryDetail {
     pub primary_key: Vec<String>,
     /// True for the `run` entry.
     pub default: bool,
+    /// `files` sources: the table's path or URL as written.
+    pub file: Option<String>,
+    /// The entity the rows are, if any.
+    pub entity: Option<String>,
+    /// The entity's unique key columns.
+    pub unique_key: Vec<String>,
+    /// References: (column, referenced entity).
+    pub references: Vec<(String, String)>,
 }
 
 /// `psystem plugins show NAME`.
@@ -139,6 +147,15 @@ impl Api {
                     mode: pg.mode.map(|m| m.to_string()),
                     primary_key: pg.primary_key.clone().unwrap_or_default(),
                     default: p.manifest.run.as_deref() == Some(key.as_str()),
+                    file: e.file.as_ref().map(|f| f.path.clone()),
+                    entity: e.entity.clone(),
+                    unique_key: e.unique_key.clone().unwrap_or_default(),
+                    references: e
+                        .references
+                        .iter()
+                        .flatten()
+                        .map(|(c, r)| (c.clone(), r.entity().to_string()))
+                        .collect(),
                 }
             })
             .collect();
