@@ -339,27 +339,10 @@ fn main() -> ExitCode {
                 Some(api) if api.is_usage() => ExitCode::from(EXIT_USAGE),
                 _ => ExitCode::FAILURE,
             };
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", psystem_core::error::error_chain(e.as_ref()));
             code
         }
     }
-}
-
-/// The error and its causes on one line, skipping a cause whose text the line already holds (sqlx repeats the
-/// server's message in its source).
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let msg = cause.to_string();
-        if out.contains(&msg) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&msg);
-    }
-    out
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {

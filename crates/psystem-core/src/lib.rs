@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod error;
 pub mod job;
 pub mod paths;
 pub mod plugin;

@@ -217,6 +217,32 @@ pub struct JobOutcome {
     pub deferred: Vec<(String, String)>,
 }
 
+impl JobOutcome {
+    /// A completed job for which this run loaded nothing: `load_id` is the load that holds the data (0 for none),
+    /// `skipped` says the compare loop or a window skipped it rather than a resume finding it done.
+    fn without_loading(
+        spec: &JobSpec,
+        load_id: i64,
+        counters: Counters,
+        total_rows: Option<u64>,
+        skipped: bool,
+    ) -> JobOutcome {
+        JobOutcome {
+            job: spec.key(),
+            load_id,
+            state: JobState::Completed,
+            counters,
+            total_rows,
+            unknown_fields: Vec::new(),
+            table: spec.table.clone(),
+            destination: spec.redacted_url(),
+            skipped,
+            new_ids: 0,
+            deferred: Vec::new(),
+        }
+    }
+}
+
 /// Why a job failed. The last committed checkpoint is intact in every case.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -346,19 +372,13 @@ pub async fn run(
                 Counters::default(),
                 None,
             ));
-            return Ok(JobOutcome {
-                job: key,
-                load_id: 0,
-                state: JobState::Completed,
-                counters: Counters::default(),
-                total_rows: None,
-                unknown_fields: Vec::new(),
-                table: spec.table.clone(),
-                destination: spec.redacted_url(),
-                skipped: true,
-                new_ids: 0,
-                deferred: Vec::new(),
-            });
+            return Ok(JobOutcome::without_loading(
+                &spec,
+                0,
+                Counters::default(),
+                None,
+                true,
+            ));
         }
     }
     drop(schema_probe);
@@ -389,19 +409,13 @@ pub async fn run(
                     message: format!("load {id} had already completed in the database; status.yaml is updated and nothing is loaded again"),
                 });
                 let _ = events.send(finished(&key, JobState::Completed, rec.counters, None));
-                return Ok(JobOutcome {
-                    job: key,
-                    load_id: id,
-                    state: JobState::Completed,
-                    counters: rec.counters,
-                    total_rows: rec.total_rows,
-                    unknown_fields: Vec::new(),
-                    table: spec.table.clone(),
-                    destination: spec.redacted_url(),
-                    skipped: false,
-                    new_ids: 0,
-                    deferred: Vec::new(),
-                });
+                return Ok(JobOutcome::without_loading(
+                    &spec,
+                    id,
+                    rec.counters,
+                    rec.total_rows,
+                    false,
+                ));
             }
         }
     }
@@ -420,19 +434,13 @@ pub async fn run(
             );
             info!(job = %key, load_id = done.id, "{message}");
             let _ = events.send(finished(&key, JobState::Completed, done.counters, None));
-            return Ok(JobOutcome {
-                job: key,
-                load_id: done.id,
-                state: JobState::Completed,
-                counters: done.counters,
-                total_rows: done.total_rows,
-                unknown_fields: Vec::new(),
-                table: spec.table.clone(),
-                destination: spec.redacted_url(),
-                skipped: true,
-                new_ids: 0,
-                deferred: Vec::new(),
-            });
+            return Ok(JobOutcome::without_loading(
+                &spec,
+                done.id,
+                done.counters,
+                done.total_rows,
+                true,
+            ));
         }
     }
 

@@ -16,11 +16,11 @@
 //! does not exist yet counts every row (every distinct key, with a primary key) as inserted.
 
 use crate::destination::{column_defs, column_list, copy_in, table_columns};
-use crate::entities::IdPlan;
+use crate::entities::{set_column, IdPlan};
 use crate::idcache::{CacheTarget, IdStrategy};
 use crate::{quote_ident, quote_table, CopyEncoder, DestinationError, LoadSpec};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{Field, Schema};
 use psystem_core::unique_key::{batch_keystrings, column_texts};
 use psystem_core::LoadMode;
 use serde::Serialize;
@@ -210,7 +210,7 @@ impl DryRun {
                     }
                 })
                 .collect();
-            push(
+            set_column(
                 &mut fields,
                 &mut columns,
                 &plan.id_column,
@@ -239,7 +239,7 @@ impl DryRun {
                     id
                 })
                 .collect();
-            push(
+            set_column(
                 &mut fields,
                 &mut columns,
                 &r.out_column,
@@ -359,16 +359,6 @@ impl DryRun {
             unresolved_references: self.unresolved.len() as u64,
         };
         Ok((report, self.new_keys))
-    }
-}
-
-fn push(fields: &mut Vec<Field>, columns: &mut Vec<ArrayRef>, name: &str, array: ArrayRef) {
-    match fields.iter().position(|f| f.name() == name) {
-        Some(i) => columns[i] = array,
-        None => {
-            fields.push(Field::new(name, DataType::Utf8, true));
-            columns.push(array);
-        }
     }
 }
 

@@ -215,7 +215,13 @@ pub fn reference_keys(
         .collect())
 }
 
-fn set_column(fields: &mut Vec<Field>, columns: &mut Vec<ArrayRef>, name: &str, array: ArrayRef) {
+/// Puts `array` into the column `name` (text), replacing a column of that name or appending one.
+pub(crate) fn set_column(
+    fields: &mut Vec<Field>,
+    columns: &mut Vec<ArrayRef>,
+    name: &str,
+    array: ArrayRef,
+) {
     match fields.iter().position(|f| f.name() == name) {
         Some(i) => {
             fields[i] = Field::new(name, DataType::Utf8, true);

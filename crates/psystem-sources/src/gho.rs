@@ -339,7 +339,7 @@ impl GhoSource {
             .user_agent(concat!("psystem/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SourceError::Client {
-                detail: error_chain(&e),
+                detail: psystem_core::error::error_chain(&e),
             })?;
         // The parser's normal form (lower-case scheme and host, no default port, …) is what the
         // client sends, so that `page_url` in messages is exactly the requested URL.
@@ -500,7 +500,7 @@ enum Failure {
 }
 
 fn transport_failure(url: &str, e: reqwest::Error) -> Failure {
-    let detail = error_chain(&e);
+    let detail = psystem_core::error::error_chain(&e);
     if e.is_builder() || e.is_redirect() {
         return Failure::Fatal(SourceError::Request {
             url: url.to_string(),
@@ -520,21 +520,6 @@ fn transport_failure(url: &str, e: reqwest::Error) -> Failure {
         reason: format!("{what}: {detail}"),
         retry_after: None,
     }
-}
-
-/// `e` and its causes, joined with `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).

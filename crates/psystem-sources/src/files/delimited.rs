@@ -483,13 +483,7 @@ impl Reader {
         schema: &SchemaRef,
         from: Option<&FilePosition>,
     ) -> Result<Option<FilesBatch>, SourceError> {
-        let start = match from {
-            Some(p) => {
-                common.check_position(p, &plan.data_start)?;
-                p.clone()
-            }
-            None => plan.data_start.clone(),
-        };
+        let start = common.start_position(from, &plan.data_start)?;
         // Until this read succeeds the reader's place is unknown: an error leaves `at` empty.
         if self.at.take().as_ref() != Some(&start) {
             self.pending = None;

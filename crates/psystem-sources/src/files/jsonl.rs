@@ -177,13 +177,7 @@ impl Reader {
         schema: &SchemaRef,
         from: Option<&FilePosition>,
     ) -> Result<Option<FilesBatch>, SourceError> {
-        let start = match from {
-            Some(p) => {
-                common.check_position(p, &plan.data_start)?;
-                p.clone()
-            }
-            None => plan.data_start.clone(),
-        };
+        let start = common.start_position(from, &plan.data_start)?;
         if self.at.take().as_ref() != Some(&start) {
             self.seek(common, &start)?;
         }

@@ -490,6 +490,21 @@ impl Common {
         self.err(None, None, format!("{what}: {e}"))
     }
 
+    /// Where a read starts: `from` (checked to lie within the file's data), else the start of the data.
+    fn start_position(
+        &self,
+        from: Option<&FilePosition>,
+        data_start: &FilePosition,
+    ) -> Result<FilePosition, SourceError> {
+        match from {
+            Some(p) => {
+                self.check_position(p, data_start)?;
+                Ok(p.clone())
+            }
+            None => Ok(data_start.clone()),
+        }
+    }
+
     /// Checks that a resume position lies within the file's data.
     fn check_position(
         &self,
@@ -838,7 +853,7 @@ async fn download(url: &url::Url, shown: &str, cache_dir: &Path) -> Result<PathB
     let mut response = client.get(url.clone()).send().await.map_err(|e| {
         err(format!(
             "download failed: {}; check the URL and the network, then try again",
-            chain(&e)
+            psystem_core::error::error_chain(&e)
         ))
     })?;
     let status = response.status();
@@ -859,7 +874,7 @@ async fn download(url: &url::Url, shown: &str, cache_dir: &Path) -> Result<PathB
         while let Some(chunk) = response.chunk().await.map_err(|e| {
             err(format!(
                 "the download broke off after {bytes} bytes: {}; try again",
-                chain(&e)
+                psystem_core::error::error_chain(&e)
             ))
         })? {
             bytes += chunk.len() as u64;
@@ -882,21 +897,6 @@ async fn download(url: &url::Url, shown: &str, cache_dir: &Path) -> Result<PathB
         let _ = tokio::fs::remove_file(&part).await;
     }
     result
-}
-
-/// `e` and its causes, joined with `: `.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn hex(bytes: &[u8]) -> String {
