@@ -5,6 +5,7 @@
 //! 3 paused by Ctrl+C (resume with `psystem resume`); 4 cancelled; 130 stopped at once by a second Ctrl+C.
 
 mod output;
+mod release_cmd;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +62,10 @@ enum Command {
     /// List, show, enable and disable plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Browse and verify the releases of a release plugin (Open Targets): list, show (datasets, files, schema
+    /// from the Parquet footers, key suggestions), verify (checksum manifest).
+    #[command(subcommand)]
+    Releases(release_cmd::ReleasesCommand),
     /// Run an ETL entry of a plugin (its `run` entry when none is named); resumes an unfinished load of it.
     Run(RunArgs),
     /// Resume a paused, failed or interrupted job from its checkpoint.
@@ -155,6 +160,8 @@ struct RunArgs {
     /// Only data up to YEAR: GHO rows whose TimeDim is at most YEAR; a file last modified after YEAR is skipped.
     #[arg(long, value_name = "YEAR")]
     until: Option<i64>,
+    #[command(flatten)]
+    release: release_cmd::ReleaseRunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -364,7 +371,27 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Releases(cmd) => release_cmd::releases(&api, cmd, json).await,
         Command::Run(args) => {
+            if api.catalog().get(&args.plugin)?.source_kind()
+                == psystem_core::plugin::SourceKind::Release
+            {
+                let interrupt = Interrupt::install(json)?;
+                return release_cmd::run(
+                    &api,
+                    args.plugin,
+                    args.entries,
+                    args.all,
+                    &args.release,
+                    args.dest.db.clone(),
+                    args.source_url,
+                    args.force,
+                    args.restart,
+                    json,
+                    &interrupt,
+                )
+                .await;
+            }
             let req = RunRequest {
                 plugin: args.plugin,
                 entry: None,
@@ -392,6 +419,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Resume(args) => {
             let interrupt = Interrupt::install(json)?;
+            if let Some(job) = release_cmd::release_job(&api.status_store(), args.job.as_deref()) {
+                return release_cmd::resume(&api, &job, args.dest.db.clone(), json, &interrupt).await;
+            }
             let req =
                 api.resume_request(args.job.as_deref(), args.dest.db.clone(), args.page_size)?;
             let job = api.plan(&req).await?;

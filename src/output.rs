@@ -59,6 +59,11 @@ fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
 }
 
 /// A note for the user (stderr, so that stdout stays clean for `--json`).
+/// Bytes for people: `1.21 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
 pub fn note(msg: &str, json: bool) {
     if json {
         eprintln!("{}", serde_json::json!({ "note": msg }));

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// status.yaml could not be read or written.
     #[error(transparent)]
     Status(#[from] psystem_jobs::status::StatusError),
+    /// A release could not be listed, read or verified.
+    #[error(transparent)]
+    Release(#[from] psystem_releases::ReleaseError),
 }
 
 impl ApiError {
@@ -68,6 +71,13 @@ impl ApiError {
             ApiError::Job(_) => "job",
             ApiError::LocalDatabase(_) => "local_database",
             ApiError::Status(_) => "status_file",
+            ApiError::Release(psystem_releases::ReleaseError::Manifest(_)) => "manifest",
+            ApiError::Release(
+                psystem_releases::ReleaseError::ReleaseNotFound { .. }
+                | psystem_releases::ReleaseError::DatasetNotFound { .. },
+            ) => "release_not_found",
+            ApiError::Release(psystem_releases::ReleaseError::Transport(_)) => "transport",
+            ApiError::Release(_) => "release",
         }
     }
 

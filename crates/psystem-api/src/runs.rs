@@ -300,6 +300,13 @@ impl Api {
                 SourceSpec::Files(self.files_config(plugin, key, entry, req, &where_)?),
                 None,
             ),
+            SourceKind::Release => {
+                return Err(ApiError::Config(format!(
+                    "{where_}: plugin {} loads releases; plan it with Api::plan_release (`psystem run {}` does)",
+                    plugin.name(),
+                    plugin.name()
+                )))
+            }
         };
 
         let columns = ColumnMap::new(entry.transform.as_ref().and_then(|t| t.columns.clone()));
@@ -476,6 +483,16 @@ impl Api {
     }
 
     /// The destination URL by the documented order; starts the local cluster when it is the one chosen.
+    /// The destination in the documented order (for release plans, which live in another module).
+    pub(crate) async fn resolve_destination_for(
+        &self,
+        cli: Option<String>,
+        manifest: Option<&ConfigValue>,
+        notes: &mut Vec<String>,
+    ) -> Result<(String, DestinationOrigin), ApiError> {
+        self.resolve_destination(cli, manifest, notes).await
+    }
+
     async fn resolve_destination(
         &self,
         cli: Option<String>,

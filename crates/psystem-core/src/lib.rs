@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod error;
+pub mod flatten;
 pub mod job;
 pub mod paths;
 pub mod plugin;

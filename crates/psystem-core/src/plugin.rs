@@ -84,6 +84,9 @@ pub enum SourceKind {
     GhoOdata,
     /// Local or remote tables: CSV, TSV, Parquet, JSON lines (`etl.<key>.file`).
     Files,
+    /// Releases of a data provider (`source.provider`, e.g. `opentargets`) under `source.url`: each entry loads
+    /// one dataset (`etl.<key>.dataset`) of a release into one table.
+    Release,
 }
 
 impl SourceKind {
@@ -92,6 +95,7 @@ impl SourceKind {
         match self {
             SourceKind::GhoOdata => "gho_odata",
             SourceKind::Files => "files",
+            SourceKind::Release => "release",
         }
     }
 }
@@ -109,6 +113,15 @@ pub struct SourceConfig {
     /// Rows per request. Default 1000.
     #[serde(default)]
     pub page_size: Option<u64>,
+    /// `release` sources: the provider whose layout the releases follow (`opentargets`).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// `release` sources: the URL of the folder holding the releases (`file://`, `http(s)://`, `ftp://`, `gs://`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `release` sources: other URLs serving the same releases (shown to the user; `--source-url` picks one).
+    #[serde(default)]
+    pub mirrors: Option<Vec<String>>,
 }
 
 /// One ETL entry (`etl.<key>`): what to read, how to transform it and where to write it.
@@ -118,6 +131,15 @@ pub struct EtlEntry {
     /// GHO indicator code, e.g. `WSH_8` (requested as `{api}/{indicator}`).
     #[serde(default)]
     pub indicator: Option<String>,
+    /// `release` sources: the dataset folder this entry loads (`target`), as named from 25.03 on.
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// `release` sources: other names of the dataset in older layouts (`targets` up to 24.09).
+    #[serde(default)]
+    pub aliases: Option<Vec<String>>,
+    /// `release` sources: how structs become columns (`depth`, default 1; `separator`, default `_`).
+    #[serde(default)]
+    pub flatten: Option<crate::flatten::FlattenOptions>,
     /// Base URL of the API, e.g. `https://ghoapi.azureedge.net/api`.
     #[serde(default)]
     pub api: Option<String>,

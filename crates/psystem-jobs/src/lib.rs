@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod dryrun;
+pub mod release;
 pub mod runner;
 pub mod source;
 pub mod status;

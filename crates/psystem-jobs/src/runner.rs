@@ -724,6 +724,7 @@ fn mirror(
                 started_at,
                 updated_at: Some(now),
                 last_error: error.map(str::to_string),
+                release: None,
             },
         );
     })?;

@@ -117,6 +117,9 @@ pub struct JobStatus {
     /// The last error, with its place (page, URL, row), when the job failed.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Release sources: the release being loaded (e.g. `25.03`), so that a resume loads the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 impl JobStatus {
@@ -278,6 +281,7 @@ mod tests {
             started_at: Some(Utc::now()),
             updated_at: Some(Utc::now()),
             last_error: None,
+            release: None,
         }
     }
 

@@ -44,13 +44,13 @@ use crate::{redact_url, DestinationError};
 /// How long connecting to the database may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of encoded COPY data sent to the server at a time.
-const COPY_CHUNK: usize = 1 << 20;
+pub(crate) const COPY_CHUNK: usize = 1 << 20;
 /// The first key of the session advisory locks taken by [`Destination::try_lock_job`] (`'psys'`).
 const JOB_LOCK_CLASS: i32 = 0x7073_7973;
 /// The first key of the transaction advisory locks that serialize [`Destination::open_load`] per job (`'psyo'`).
-const OPEN_LOCK_CLASS: i32 = 0x7073_796f;
+pub(crate) const OPEN_LOCK_CLASS: i32 = 0x7073_796f;
 /// The states a load can be resumed from (see [`JobState::is_resumable`]).
-const RESUMABLE: &[&str] = &["queued", "running", "paused", "failed"];
+pub(crate) const RESUMABLE: &[&str] = &["queued", "running", "paused", "failed"];
 /// The name of the per-page temporary table of a `merge` load.
 const MERGE_TEMP_TABLE: &str = "psystem_merge_page";
 
@@ -1253,7 +1253,10 @@ async fn lock_running_load(
 
 /// Creates the schema unless it exists (checked first: `CREATE SCHEMA IF NOT EXISTS` needs the right to
 /// create schemas even when the schema is there).
-async fn ensure_schema(conn: &mut PgConnection, schema: &str) -> Result<(), DestinationError> {
+pub(crate) async fn ensure_schema(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<(), DestinationError> {
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
             .bind(schema)
@@ -1321,7 +1324,7 @@ async fn create_table(
     Ok(())
 }
 
-async fn drop_table_if_exists(
+pub(crate) async fn drop_table_if_exists(
     conn: &mut PgConnection,
     table: &TableRef,
 ) -> Result<(), DestinationError> {
@@ -1333,7 +1336,7 @@ async fn drop_table_if_exists(
     Ok(())
 }
 
-async fn table_oid_exists(
+pub(crate) async fn table_oid_exists(
     conn: &mut PgConnection,
     table: &TableRef,
 ) -> Result<Option<i64>, DestinationError> {
@@ -1401,7 +1404,7 @@ fn check_columns(
 }
 
 /// Whether the table has a primary key or an immediate, non-partial unique index on exactly `keys`.
-async fn has_unique_key(
+pub(crate) async fn has_unique_key(
     conn: &mut PgConnection,
     table: &TableRef,
     keys: &[String],

@@ -295,6 +295,108 @@ pub enum DestinationError {
         /// What is wrong.
         detail: String,
     },
+    // --- Dataset loads of releases (crate::release_load, docs/LOAD_MODES.md) -------------------------------
+    /// The staging table of a dataset load holds rows with the same primary key; nothing was changed, the
+    /// staging table was dropped and the load marked failed.
+    #[error("the new data for table {table} has {count} primary-key value(s) on {columns:?} that occur more than once, e.g. {}; nothing was changed — fix the source data or choose another primary key", examples.join(", "))]
+    DuplicateKeys {
+        /// The target table, `schema.name`.
+        table: String,
+        /// The primary-key columns.
+        columns: Vec<String>,
+        /// How many distinct key values occur more than once.
+        count: u64,
+        /// Up to 5 of them, each rendered as `(a, b)` with its number of rows, e.g. `(7) ×2`.
+        examples: Vec<String>,
+    },
+
+    /// The staging table of a dataset load holds rows with a NULL in a primary-key column; nothing was changed.
+    #[error("the new data for table {table} has {count} row(s) with a NULL in the primary key {columns:?}; nothing was changed — fix the source data or choose another primary key")]
+    NullKeys {
+        /// The target table, `schema.name`.
+        table: String,
+        /// The primary-key columns.
+        columns: Vec<String>,
+        /// How many rows have a NULL key column.
+        count: u64,
+    },
+
+    /// A column of the release has a type that the existing column cannot be widened to.
+    #[error("column {column:?} of table {table} has type {existing}, but the release delivers {incoming}, which is not a widening; load with allow_casts to convert it (ALTER COLUMN … TYPE {incoming} USING …), or rename the column")]
+    IncompatibleColumn {
+        /// The table, `schema.name`.
+        table: String,
+        /// The column name.
+        column: String,
+        /// The type of the existing column (`format_type`).
+        existing: String,
+        /// The type the release's Arrow type maps to.
+        incoming: String,
+    },
+
+    /// `finish` was called while some work units of the load are not done; nothing was changed.
+    #[error("load #{load_id} cannot finish: {pending} work unit(s) pending, {running} running, {failed} failed (e.g. {}); copy or retry them first", examples.join(", "))]
+    UnitsNotDone {
+        /// The load id.
+        load_id: i64,
+        /// Units not claimed yet.
+        pending: u64,
+        /// Units being copied.
+        running: u64,
+        /// Units that failed too often.
+        failed: u64,
+        /// Up to 5 unit keys that are not done.
+        examples: Vec<String>,
+    },
+
+    /// Reading the batches of a work unit failed; nothing of the unit was written.
+    #[error(
+        "work unit {unit:?} of load #{load_id}: reading its data failed; nothing of it was written"
+    )]
+    UnitSource {
+        /// The load id.
+        load_id: i64,
+        /// The unit key (e.g. the file's path in the release).
+        unit: String,
+        /// The source's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The work unit is no longer this worker's (its heartbeat expired and another worker reclaimed it, or it is
+    /// done); nothing was written.
+    #[error("work unit {unit:?} of load #{load_id} is no longer held by this worker: {detail}")]
+    UnitLost {
+        /// The load id.
+        load_id: i64,
+        /// The unit key.
+        unit: String,
+        /// What the ledger says about it now.
+        detail: String,
+    },
+
+    /// A replace cannot swap the table because views depend on it; nothing was changed.
+    #[error("table {table} cannot be replaced because views depend on it: {}; drop them (DROP VIEW …), load, and create them again, or load with mode `merge`", views.join(", "))]
+    DependentViews {
+        /// The table, `schema.name`.
+        table: String,
+        /// The dependent views, `schema.name`.
+        views: Vec<String>,
+    },
+
+    /// A row of `psystem.files` holds a value this program cannot interpret.
+    #[error("the file record {path:?} of {source_name} {release} in psystem.files is not valid: {detail}")]
+    CorruptFileRecord {
+        /// The source.
+        source_name: String,
+        /// The release.
+        release: String,
+        /// The file's path in the release.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    // --- end of dataset loads ----------------------------------------------------------------------------------
 }
 
 impl DestinationError {

@@ -21,6 +21,16 @@
 //! Version 3 (run metrics, [`crate::metrics`]):
 //! - `psystem.run_metrics` — per load: rows read / written / rejected, bytes, milliseconds per phase and per-column
 //!   null and distinct counts; deleted with its load.
+//!
+//! Version 5 (dataset loads of releases, [`crate::release_load`], `docs/LOAD_MODES.md`):
+//! - `psystem.loads` gains `release`, `dataset`, `rows_inserted`, `rows_updated`, `rows_deleted`, `verified` and
+//!   `duration_ms` (all nullable; page-based loads leave them NULL).
+//! - `psystem.work_units` — the work units of a load (`unit_key`, e.g. a file's relative path, an optional jsonb
+//!   `spec`, `bytes`), their state (`pending`, `running`, `done`, `failed`), attempts, worker, heartbeat, rows
+//!   and last error; unique per `(load_id, unit_key)`, indexed on `(load_id, state)`, deleted with its load.
+//! - `psystem.files` — the checksum verification of each release file: source, release, path, size, algorithm,
+//!   expected and computed checksum, status (`verified`, `mismatch`, `unverified`, `missing`), detail, time;
+//!   unique per `(source, release, path)`.
 
 use chrono::{DateTime, Utc};
 use psystem_core::{Counters, JobState, LoadMode, TableRef};
@@ -132,6 +142,55 @@ CREATE TABLE psystem.run_metrics (
 -- and the compare loop can skip what a completed load already holds.
 ALTER TABLE psystem.loads ADD COLUMN source_fingerprint text;
 CREATE INDEX loads_job_fingerprint_idx ON psystem.loads (job_key, source_fingerprint) WHERE state = 'completed';
+"#,
+    ),
+    (
+        5,
+        r#"
+-- Dataset loads of releases (crate::release_load): which release and dataset a load holds, what it changed.
+ALTER TABLE psystem.loads
+    ADD COLUMN release       text,
+    ADD COLUMN dataset       text,
+    ADD COLUMN rows_inserted bigint,
+    ADD COLUMN rows_updated  bigint,
+    ADD COLUMN rows_deleted  bigint,
+    ADD COLUMN verified      boolean,
+    ADD COLUMN duration_ms   bigint;
+CREATE INDEX loads_release_dataset_idx ON psystem.loads (source_kind, release, dataset) WHERE state = 'completed';
+-- Work units of a load (one file each for a release dataset), claimed by workers with FOR UPDATE SKIP LOCKED.
+CREATE TABLE psystem.work_units (
+    id           bigserial   PRIMARY KEY,
+    load_id      bigint      NOT NULL REFERENCES psystem.loads (id) ON DELETE CASCADE,
+    unit_key     text        NOT NULL,
+    spec         jsonb       NULL,
+    bytes        bigint      NULL,
+    state        text        NOT NULL DEFAULT 'pending'
+                             CHECK (state IN ('pending', 'running', 'done', 'failed')),
+    attempts     int         NOT NULL DEFAULT 0,
+    worker       text        NULL,
+    heartbeat_at timestamptz NULL,
+    rows         bigint      NULL,
+    last_error   text        NULL,
+    started_at   timestamptz NULL,
+    finished_at  timestamptz NULL,
+    UNIQUE (load_id, unit_key)
+);
+CREATE INDEX work_units_load_state_idx ON psystem.work_units (load_id, state);
+-- The checksum verification of each file of a release.
+CREATE TABLE psystem.files (
+    id          bigserial   PRIMARY KEY,
+    source      text        NOT NULL,
+    release     text        NOT NULL,
+    path        text        NOT NULL,
+    size        bigint      NULL,
+    algorithm   text        NULL,
+    expected    text        NULL,
+    computed    text        NULL,
+    status      text        NOT NULL CHECK (status IN ('verified', 'mismatch', 'unverified', 'missing')),
+    detail      text        NULL,
+    verified_at timestamptz NULL,
+    UNIQUE (source, release, path)
+);
 "#,
     ),
 ];

@@ -9,6 +9,8 @@
 //! - [`ident`]: quoting of identifiers; [`redact_url`] (from `psystem-core`): hiding passwords in URLs.
 //! - [`idcache`]: the ID cache — stable target IDs per entity and unique key (`docs/ID_CACHE.md`).
 //! - [`metrics`]: run metrics — rows, bytes, phase times and column statistics per load.
+//! - [`release_load`]: dataset loads of a release — work units, binary COPY into a staging table, replace keeping
+//!   the user's objects, merge with deletes, schema evolution, the files ledger (`docs/LOAD_MODES.md`).
 #![deny(missing_docs)]
 
 /// The managed local PostgreSQL cluster that psystem runs for the user.
@@ -22,6 +24,7 @@ pub mod idcache;
 pub mod ident;
 pub mod ledger;
 pub mod metrics;
+pub mod release_load;
 pub mod types;
 
 pub use copy_binary::{encode_copy_binary, CopyEncoder};

@@ -3,3 +3,5 @@
 
 pub mod db;
 pub mod gho_server;
+pub mod ftp;
+pub mod mirror;

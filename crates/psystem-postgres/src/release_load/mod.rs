@@ -1,0 +1,1591 @@
+//! Dataset loads of a release: one dataset (a folder of Parquet part files) into one PostgreSQL table.
+//!
+//! A load is a ledger row (`psystem.loads` with `release`, `dataset`), a staging table
+//! `<table>__psystem_stage_<load id>` in the target schema (no indexes, no key: COPY is fast), and one
+//! **work unit** per file (`psystem.work_units`). Workers [`DatasetLoad::claim_unit`] a unit
+//! (`FOR UPDATE SKIP LOCKED`), [`DatasetLoad::copy_unit`] its record batches into the staging table with binary
+//! COPY in **one transaction** that also marks the unit done, and [`DatasetLoad::finish`] creates, replaces or
+//! merges the target table in one transaction. The SQL of each mode is in `docs/LOAD_MODES.md`.
+//!
+//! - First load (the target does not exist, any mode): the staging table is renamed to the target and gets the
+//!   primary key.
+//! - [`LoadMode::Replace`]: the new table replaces the old one atomically and keeps the user's objects (indexes,
+//!   constraints, comments, grants, owner, defaults, NOT NULL, row-level security, triggers, foreign keys of
+//!   other tables); views depending on the old table make it fail with [`DestinationError::DependentViews`].
+//! - [`LoadMode::Merge`]: schema evolution, then `INSERT … ON CONFLICT (key) DO UPDATE … WHERE … IS DISTINCT
+//!   FROM …` (unchanged rows are not rewritten), then the rows whose key is not in the release are deleted.
+//! - [`LoadMode::Append`]: schema evolution, then the rows are inserted; nothing is deleted.
+//!
+//! Staging is dropped on success and on every failure of [`DatasetLoad::finish`] and [`DatasetLoad::abort`];
+//! only an interrupted process leaves it, and the next [`open_dataset_load`] of the same job resumes with it.
+
+mod evolve;
+mod files;
+mod replace;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use bytes::BytesMut;
+use psystem_core::{LoadMode, TableRef};
+use sqlx::{Executor, PgConnection, Row};
+use tracing::{debug, info, warn};
+
+pub use files::{file_checks, record_file_check, FileCheck, FileStatus};
+
+use crate::copy_binary::{CopyEncoder, CopyOptions};
+use crate::destination::{
+    column_defs, column_list, drop_table_if_exists, ensure_schema, has_unique_key,
+    table_oid_exists, COPY_CHUNK, OPEN_LOCK_CLASS, RESUMABLE,
+};
+use crate::ident::{check_ident, ident_with_suffix, quote_ident, quote_table};
+use crate::types::pg_type;
+use crate::{Destination, DestinationError};
+use evolve::{ColumnPlan, ExistingColumn};
+
+/// How long a `running` work unit may go without a heartbeat before another worker may reclaim it.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A boxed error of a batch source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The future of [`BatchSource::next_batch`] (boxed: one allocation per batch, nothing next to the batch).
+pub type NextBatch<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Option<Result<RecordBatch, BoxError>>> + Send + 'a>>;
+
+/// Where the record batches of one work unit come from (e.g. a Parquet file read batch by batch).
+///
+/// `None` ends the unit; an `Err` aborts it (nothing of the unit is written). Adapters: [`BatchIter`] for an
+/// iterator, and an implementation for a `tokio::sync::mpsc::Receiver` (for a reader in `spawn_blocking`).
+pub trait BatchSource: Send {
+    /// The next batch, `None` at the end.
+    fn next_batch(&mut self) -> NextBatch<'_>;
+}
+
+/// A [`BatchSource`] over an iterator of batches.
+#[derive(Debug)]
+pub struct BatchIter<I>(pub I);
+
+impl<I> BatchSource for BatchIter<I>
+where
+    I: Iterator<Item = Result<RecordBatch, BoxError>> + Send,
+{
+    fn next_batch(&mut self) -> NextBatch<'_> {
+        Box::pin(std::future::ready(self.0.next()))
+    }
+}
+
+impl BatchSource for tokio::sync::mpsc::Receiver<Result<RecordBatch, BoxError>> {
+    fn next_batch(&mut self) -> NextBatch<'_> {
+        Box::pin(self.recv())
+    }
+}
+
+/// One work unit of a load: usually one file of the dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitSpec {
+    /// The unit key, unique in the load: the file's path relative to the dataset (or release) folder.
+    pub key: String,
+    /// The file's size in bytes (recorded, summed into the load's `bytes`).
+    pub bytes: u64,
+    /// Anything else a worker needs to process the unit (stored in `psystem.work_units.spec`).
+    pub spec: Option<serde_json::Value>,
+}
+
+impl UnitSpec {
+    /// A unit with a key and a size, no extra spec.
+    pub fn new(key: impl Into<String>, bytes: u64) -> UnitSpec {
+        UnitSpec {
+            key: key.into(),
+            bytes,
+            spec: None,
+        }
+    }
+}
+
+/// What to load where: one dataset of one release into one table.
+#[derive(Debug, Clone)]
+pub struct DatasetLoadSpec {
+    /// The job key, e.g. `opentargets/25.03/target`: one unfinished load per job key (it is resumed).
+    pub job_key: String,
+    /// The plugin name (ledger).
+    pub plugin: String,
+    /// The ETL entry name (ledger).
+    pub entry: String,
+    /// The source kind, e.g. `opentargets` (ledger; [`last_completed_dataset`] looks it up).
+    pub source_kind: String,
+    /// The release, e.g. `25.03`.
+    pub release: String,
+    /// The dataset, e.g. `target`.
+    pub dataset: String,
+    /// The target table.
+    pub table: TableRef,
+    /// `Replace`, `Merge` or `Append`; when the table does not exist yet every mode is a first load (create).
+    pub mode: LoadMode,
+    /// The primary-key columns: required for `Merge`, optional otherwise (the new table then gets the key; a
+    /// replaced table gets it instead of its old primary key).
+    pub primary_key: Vec<String>,
+    /// The Arrow schema of every batch of every unit (flat: nested values become `jsonb`, see `docs/TYPES.md`).
+    pub schema: SchemaRef,
+    /// The work units (files), unique keys.
+    pub units: Vec<UnitSpec>,
+    /// Whether the release's files were verified against their checksums (recorded in the ledger).
+    pub verified: bool,
+    /// Whether an incompatible type change is applied with `ALTER COLUMN … TYPE … USING col::type` instead of
+    /// failing with [`DestinationError::IncompatibleColumn`].
+    pub allow_casts: bool,
+    /// Options of the binary COPY encoder (NUL policy).
+    pub copy_options: CopyOptions,
+    /// How long a running unit may go without a heartbeat before [`DatasetLoad::claim_unit`] reclaims it.
+    pub heartbeat_timeout: Duration,
+}
+
+/// The state of a work unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnitState {
+    /// Waiting to be claimed.
+    Pending,
+    /// Claimed by a worker.
+    Running,
+    /// Copied into the staging table.
+    Done,
+    /// Failed `max_attempts` times; [`open_dataset_load`] sets it pending again on resume.
+    Failed,
+}
+
+impl UnitState {
+    fn parse(s: &str) -> UnitState {
+        match s {
+            "running" => UnitState::Running,
+            "done" => UnitState::Done,
+            "failed" => UnitState::Failed,
+            _ => UnitState::Pending,
+        }
+    }
+}
+
+/// A work unit claimed by a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedUnit {
+    /// The unit's row id (`psystem.work_units.id`).
+    pub id: i64,
+    /// The unit key (file path).
+    pub key: String,
+    /// The size recorded for the unit, in bytes.
+    pub bytes: Option<u64>,
+    /// The unit's extra spec.
+    pub spec: Option<serde_json::Value>,
+    /// Which attempt this is (1 = first).
+    pub attempt: u32,
+    /// The worker that claimed it.
+    pub worker: String,
+}
+
+/// What [`DatasetLoad::copy_unit`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitReport {
+    /// The unit key.
+    pub key: String,
+    /// Rows copied into the staging table.
+    pub rows: u64,
+    /// Record batches read.
+    pub batches: u64,
+    /// How long the transaction took.
+    pub duration: Duration,
+}
+
+/// The work units of a load by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnitCounts {
+    /// Units waiting to be claimed.
+    pub pending: u64,
+    /// Units being copied.
+    pub running: u64,
+    /// Units copied.
+    pub done: u64,
+    /// Units that failed too often.
+    pub failed: u64,
+    /// Rows of the done units.
+    pub rows: u64,
+    /// Bytes of the done units.
+    pub bytes_done: u64,
+    /// Bytes of all units.
+    pub bytes_total: u64,
+}
+
+/// What [`DatasetLoad::finish`] changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FinishReport {
+    /// Rows inserted (a first load or a replace: every row of the new table).
+    pub inserted: u64,
+    /// Rows updated (merge: rows whose values changed; unchanged rows are not rewritten).
+    pub updated: u64,
+    /// Rows deleted (merge: rows whose key is not in the release).
+    pub deleted: u64,
+    /// Rows of the release (in the staging table).
+    pub rows: u64,
+    /// Columns added to an existing table.
+    pub added_columns: Vec<String>,
+    /// Widened columns: (column, old type, new type).
+    pub widened_columns: Vec<(String, String, String)>,
+    /// Other type changes: casts made with `allow_casts`, and (replace only) narrower types taken from the
+    /// release: (column, old type, new type).
+    pub retyped_columns: Vec<(String, String, String)>,
+    /// Columns of the existing table the release lacks: kept (nullable; NULL in new rows, and in every row after
+    /// a replace).
+    pub missing_columns: Vec<String>,
+    /// True when the target table did not exist (first load).
+    pub created: bool,
+    /// How long the finish transaction took.
+    pub duration: Duration,
+}
+
+/// An open dataset load. Dropping it without finishing is safe: the ledger keeps the load `running` with its
+/// done units and staging table, and the next [`open_dataset_load`] of the same job resumes it.
+#[derive(Debug)]
+pub struct DatasetLoad {
+    load_id: i64,
+    resumed: bool,
+    staging: TableRef,
+    spec: DatasetLoadSpec,
+    started: Instant,
+}
+
+/// Opens a dataset load of `spec.job_key`, or resumes its unfinished one.
+///
+/// Without `restart`, the newest load of the job in a resumable state (`queued`, `running`, `paused`, `failed`)
+/// is resumed: it must load the same release, dataset, table, mode and unit keys
+/// ([`DestinationError::ResumeMismatch`] otherwise); its `running` and `failed` units become `pending` (the
+/// caller holds the job's lock, so no worker of it runs); when its staging table is missing or its row count
+/// differs from the rows of the done units, the staging table is (re)created empty and every unit becomes
+/// pending (with a warning). With `restart`, or when there is none, the unfinished loads of the job are
+/// cancelled (their staging tables dropped) and a new load is recorded with its units and an empty staging
+/// table. The target schema is created if missing.
+///
+/// # Errors
+/// [`DestinationError::InvalidSpec`], [`DestinationError::InvalidIdentifier`],
+/// [`DestinationError::UnsupportedType`], [`DestinationError::ResumeMismatch`], [`DestinationError::Database`].
+pub async fn open_dataset_load(
+    dest: &Destination,
+    spec: DatasetLoadSpec,
+    restart: bool,
+) -> Result<DatasetLoad, DestinationError> {
+    validate(&spec)?;
+    let job = spec.job_key.clone();
+    let ctx = |what: &str| format!("opening the dataset load of job {job:?}: {what}");
+    let mut tx = dest
+        .pool()
+        .begin()
+        .await
+        .map_err(DestinationError::db(ctx("begin")))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(OPEN_LOCK_CLASS)
+        .bind(&spec.job_key)
+        .execute(&mut *tx)
+        .await
+        .map_err(DestinationError::db(ctx("lock the job")))?;
+    let existing = if restart {
+        None
+    } else {
+        sqlx::query(
+            "SELECT id, COALESCE(release, '') AS release, COALESCE(dataset, '') AS dataset, \
+             COALESCE(target_schema, '') AS target_schema, COALESCE(target_table, '') AS target_table, \
+             COALESCE(mode, '') AS mode, staging_table FROM psystem.loads \
+             WHERE job_key = $1 AND state = ANY($2) ORDER BY id DESC LIMIT 1 FOR UPDATE",
+        )
+        .bind(&spec.job_key)
+        .bind(RESUMABLE)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(DestinationError::db(ctx("find an unfinished load")))?
+    };
+
+    let load = match existing {
+        Some(row) => {
+            let load_id: i64 = row.get("id");
+            let mismatch = |detail: String| DestinationError::ResumeMismatch {
+                job_key: spec.job_key.clone(),
+                load_id,
+                detail,
+            };
+            let (release, dataset): (String, String) = (row.get("release"), row.get("dataset"));
+            let table = TableRef::new(
+                row.get::<String, _>("target_schema"),
+                row.get::<String, _>("target_table"),
+            );
+            let mode: String = row.get("mode");
+            if release != spec.release
+                || dataset != spec.dataset
+                || table != spec.table
+                || mode != spec.mode.as_str()
+            {
+                return Err(mismatch(format!(
+                    "loads release {release} dataset {dataset} into {table} with mode {mode} (requested: release {} \
+                     dataset {} into {} with mode {})",
+                    spec.release, spec.dataset, spec.table, spec.mode
+                )));
+            }
+            let mut keys: Vec<String> = sqlx::query_scalar(
+                "SELECT unit_key FROM psystem.work_units WHERE load_id = $1 ORDER BY unit_key",
+            )
+            .bind(load_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("read the work units")))?;
+            let mut wanted: Vec<String> = spec.units.iter().map(|u| u.key.clone()).collect();
+            wanted.sort();
+            keys.sort();
+            if keys != wanted {
+                return Err(mismatch(format!(
+                    "has {} work unit(s) that differ from the {} of this run (other files); pass restart to load them \
+                     from scratch",
+                    keys.len(),
+                    wanted.len()
+                )));
+            }
+            let staging = match row.get::<Option<String>, _>("staging_table") {
+                Some(name) => TableRef::new(spec.table.schema.clone(), name),
+                None => staging_name(&spec.table, load_id),
+            };
+            sqlx::query(
+                "UPDATE psystem.work_units SET state = 'pending', worker = NULL, heartbeat_at = NULL \
+                 WHERE load_id = $1 AND state IN ('running', 'failed')",
+            )
+            .bind(load_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("reset the running units")))?;
+            let done_rows: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(sum(rows), 0)::bigint FROM psystem.work_units WHERE load_id = $1 AND state = 'done'",
+            )
+            .bind(load_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("sum the done units")))?;
+            let staging_rows: Option<i64> = if table_oid_exists(&mut tx, &staging).await?.is_some()
+            {
+                let sql = format!("SELECT count(*) FROM {}", quote_table(&staging));
+                Some(
+                    sqlx::query_scalar(&sql)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(DestinationError::db(ctx("count the staging table")))?,
+                )
+            } else {
+                None
+            };
+            if staging_rows != Some(done_rows) {
+                warn!(load_id, staging = %staging, ?staging_rows, done_rows,
+                    "The staging table does not hold the rows of the done units; copying every unit again.");
+                drop_table_if_exists(&mut tx, &staging).await?;
+                ensure_schema(&mut tx, &spec.table.schema).await?;
+                create_staging(&mut tx, &staging, &spec).await?;
+                sqlx::query(
+                    "UPDATE psystem.work_units SET state = 'pending', rows = NULL, worker = NULL, heartbeat_at = NULL, \
+                     finished_at = NULL WHERE load_id = $1",
+                )
+                .bind(load_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(DestinationError::db(ctx("reset the units")))?;
+            }
+            sqlx::query(
+                "UPDATE psystem.loads SET state = 'running', last_error = NULL, staging_table = $2, verified = $3, \
+                 updated_at = now() WHERE id = $1",
+            )
+            .bind(load_id)
+            .bind(&staging.name)
+            .bind(spec.verified)
+            .execute(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("mark the load running")))?;
+            info!(load_id, job_key = %spec.job_key, "Dataset load resumed.");
+            DatasetLoad {
+                load_id,
+                resumed: true,
+                staging,
+                spec,
+                started: Instant::now(),
+            }
+        }
+        None => {
+            let cancelled = sqlx::query(
+                "UPDATE psystem.loads SET state = 'cancelled', finished_at = now(), updated_at = now() \
+                 WHERE job_key = $1 AND state = ANY($2) RETURNING id, target_schema, staging_table",
+            )
+            .bind(&spec.job_key)
+            .bind(RESUMABLE)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("cancel the unfinished loads")))?;
+            for row in &cancelled {
+                let schema: Option<String> = row.get("target_schema");
+                let staging: Option<String> = row.get("staging_table");
+                if let (Some(schema), Some(staging)) = (schema, staging) {
+                    drop_table_if_exists(&mut tx, &TableRef::new(schema, staging)).await?;
+                }
+                info!(load_id = row.get::<i64, _>("id"), job_key = %spec.job_key, "Unfinished load cancelled.");
+            }
+            ensure_schema(&mut tx, &spec.table.schema).await?;
+            let load_id: i64 = sqlx::query_scalar(
+                "INSERT INTO psystem.loads (job_key, plugin, entry, source_kind, target_schema, target_table, mode, \
+                 state, started_at, updated_at, release, dataset, verified) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', now(), now(), $8, $9, $10) RETURNING id",
+            )
+            .bind(&spec.job_key)
+            .bind(&spec.plugin)
+            .bind(&spec.entry)
+            .bind(&spec.source_kind)
+            .bind(&spec.table.schema)
+            .bind(&spec.table.name)
+            .bind(spec.mode.as_str())
+            .bind(&spec.release)
+            .bind(&spec.dataset)
+            .bind(spec.verified)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("record the load")))?;
+            let staging = staging_name(&spec.table, load_id);
+            drop_table_if_exists(&mut tx, &staging).await?;
+            create_staging(&mut tx, &staging, &spec).await?;
+            sqlx::query("UPDATE psystem.loads SET staging_table = $2 WHERE id = $1")
+                .bind(load_id)
+                .bind(&staging.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(DestinationError::db(ctx("record the staging table")))?;
+            let keys: Vec<&str> = spec.units.iter().map(|u| u.key.as_str()).collect();
+            let bytes: Vec<i64> = spec
+                .units
+                .iter()
+                .map(|u| i64::try_from(u.bytes).unwrap_or(i64::MAX))
+                .collect();
+            let specs: Vec<Option<sqlx::types::Json<&serde_json::Value>>> = spec
+                .units
+                .iter()
+                .map(|u| u.spec.as_ref().map(sqlx::types::Json))
+                .collect();
+            sqlx::query(
+                "INSERT INTO psystem.work_units (load_id, unit_key, bytes, spec) \
+                 SELECT $1, k, b, s FROM unnest($2::text[], $3::bigint[], $4::jsonb[]) AS u(k, b, s)",
+            )
+            .bind(load_id)
+            .bind(&keys)
+            .bind(&bytes)
+            .bind(&specs)
+            .execute(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("record the work units")))?;
+            info!(load_id, job_key = %spec.job_key, table = %spec.table, mode = %spec.mode,
+                units = spec.units.len(), "Dataset load started.");
+            DatasetLoad {
+                load_id,
+                resumed: false,
+                staging,
+                spec,
+                started: Instant::now(),
+            }
+        }
+    };
+    tx.commit()
+        .await
+        .map_err(DestinationError::db(ctx("commit")))?;
+    Ok(load)
+}
+
+/// The newest completed dataset load of `release`/`dataset` from `source_kind` into `table`, if that table
+/// still exists: what a release run skips unless forced.
+///
+/// # Errors
+/// [`DestinationError::Database`].
+pub async fn last_completed_dataset(
+    dest: &Destination,
+    source_kind: &str,
+    release: &str,
+    dataset: &str,
+    table: &TableRef,
+) -> Result<Option<i64>, DestinationError> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM psystem.loads WHERE source_kind = $1 AND release = $2 AND dataset = $3 \
+         AND target_schema = $4 AND target_table = $5 AND state = 'completed' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(source_kind)
+    .bind(release)
+    .bind(dataset)
+    .bind(&table.schema)
+    .bind(&table.name)
+    .fetch_optional(dest.pool())
+    .await
+    .map_err(DestinationError::db("looking up completed dataset loads"))?;
+    let Some(id) = id else { return Ok(None) };
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(quote_table(table))
+        .fetch_one(dest.pool())
+        .await
+        .map_err(DestinationError::db("checking the destination table"))?;
+    Ok(exists.then_some(id))
+}
+
+impl DatasetLoad {
+    /// The load id (`psystem.loads.id`).
+    pub fn load_id(&self) -> i64 {
+        self.load_id
+    }
+
+    /// True when this handle continues an unfinished load.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// The staging table (in the target schema).
+    pub fn staging(&self) -> &TableRef {
+        &self.staging
+    }
+
+    /// The specification the load was opened with.
+    pub fn spec(&self) -> &DatasetLoadSpec {
+        &self.spec
+    }
+
+    /// Claims the next `pending` unit (lowest id first), or a `running` one whose heartbeat is older than
+    /// [`DatasetLoadSpec::heartbeat_timeout`] (its worker died), for `worker`: state `running`, attempts + 1,
+    /// heartbeat now. Units locked by another transaction are skipped (`FOR UPDATE SKIP LOCKED`), so concurrent
+    /// claimers never get the same unit. `None` when no unit is available.
+    ///
+    /// # Errors
+    /// [`DestinationError::LoadNotActive`] when the load is not `running`; [`DestinationError::Database`].
+    pub async fn claim_unit(
+        &self,
+        dest: &Destination,
+        worker: &str,
+    ) -> Result<Option<ClaimedUnit>, DestinationError> {
+        let load_id = self.load_id;
+        let mut conn = dest
+            .pool()
+            .acquire()
+            .await
+            .map_err(DestinationError::db(format!(
+                "claiming a unit of load #{load_id}"
+            )))?;
+        check_running(&mut conn, load_id).await?;
+        let row = sqlx::query(
+            "UPDATE psystem.work_units u SET state = 'running', attempts = u.attempts + 1, worker = $2, \
+             heartbeat_at = now(), started_at = now(), finished_at = NULL \
+             WHERE u.id = (SELECT w.id FROM psystem.work_units w WHERE w.load_id = $1 AND (w.state = 'pending' \
+               OR (w.state = 'running' AND (w.heartbeat_at IS NULL OR w.heartbeat_at < now() - make_interval(secs => $3)))) \
+               ORDER BY w.id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING u.id, u.unit_key, u.bytes, u.spec, u.attempts",
+        )
+        .bind(load_id)
+        .bind(worker)
+        .bind(self.spec.heartbeat_timeout.as_secs_f64())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(DestinationError::db(format!("claiming a unit of load #{load_id}")))?;
+        Ok(row.map(|row| {
+            let unit = ClaimedUnit {
+                id: row.get("id"),
+                key: row.get("unit_key"),
+                bytes: row.get::<Option<i64>, _>("bytes").map(|b| b.max(0) as u64),
+                spec: row
+                    .get::<Option<sqlx::types::Json<serde_json::Value>>, _>("spec")
+                    .map(|j| j.0),
+                attempt: row.get::<i32, _>("attempts").max(0) as u32,
+                worker: worker.to_string(),
+            };
+            debug!(load_id, unit = %unit.key, attempt = unit.attempt, worker, "Work unit claimed.");
+            unit
+        }))
+    }
+
+    /// Records that `unit` is still being worked on (`heartbeat_at = now()`). A unit whose row is locked by the
+    /// copy transaction of this worker is alive by that lock and is left as it is.
+    ///
+    /// # Errors
+    /// [`DestinationError::UnitLost`] when the unit was reclaimed by another worker or is no longer running;
+    /// [`DestinationError::Database`].
+    pub async fn heartbeat(
+        &self,
+        dest: &Destination,
+        unit: &ClaimedUnit,
+    ) -> Result<(), DestinationError> {
+        let ctx = format!("heartbeat of unit {:?} of load #{}", unit.key, self.load_id);
+        let updated = sqlx::query(
+            "UPDATE psystem.work_units SET heartbeat_at = now() WHERE id = (SELECT id FROM psystem.work_units \
+             WHERE id = $1 AND state = 'running' AND worker = $2 AND attempts = $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(unit.id)
+        .bind(&unit.worker)
+        .bind(unit.attempt as i32)
+        .execute(dest.pool())
+        .await
+        .map_err(DestinationError::db(ctx.clone()))?;
+        if updated.rows_affected() == 1 {
+            return Ok(());
+        }
+        let row =
+            sqlx::query("SELECT state, worker, attempts FROM psystem.work_units WHERE id = $1")
+                .bind(unit.id)
+                .fetch_optional(dest.pool())
+                .await
+                .map_err(DestinationError::db(ctx))?;
+        self.check_holder(unit, row.as_ref())
+    }
+
+    /// Copies the batches of `unit` into the staging table in **one transaction** that also marks the unit
+    /// `done` with its row count: each batch is encoded and sent in chunks of about 1 MiB, then dropped, so memory
+    /// stays bounded by one batch. Every batch must have the load's columns (names and PostgreSQL types).
+    ///
+    /// On any error nothing of the unit stays in the staging table and the unit stays `running` (call
+    /// [`DatasetLoad::fail_unit`]).
+    ///
+    /// # Errors
+    /// [`DestinationError::UnitSource`] naming the unit when `batches` yields an error;
+    /// [`DestinationError::UnitLost`] when the unit is no longer this worker's; [`DestinationError::LoadNotActive`];
+    /// [`DestinationError::BatchSchemaMismatch`]; the encoder's errors ([`DestinationError::NulInText`], …);
+    /// [`DestinationError::Database`].
+    pub async fn copy_unit<S: BatchSource>(
+        &self,
+        dest: &Destination,
+        unit: &ClaimedUnit,
+        mut batches: S,
+    ) -> Result<UnitReport, DestinationError> {
+        let started = Instant::now();
+        let load_id = self.load_id;
+        let ctx = |what: &str| format!("copying unit {:?} of load #{load_id}: {what}", unit.key);
+        let mut tx = dest
+            .pool()
+            .begin()
+            .await
+            .map_err(DestinationError::db(ctx("begin")))?;
+        let row = sqlx::query(
+            "SELECT state, worker, attempts FROM psystem.work_units WHERE id = $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(unit.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(DestinationError::db(ctx("lock the unit")))?;
+        if row.is_none() {
+            return Err(DestinationError::UnitLost {
+                load_id,
+                unit: unit.key.clone(),
+                detail: "another transaction is copying it".into(),
+            });
+        }
+        self.check_holder(unit, row.as_ref())?;
+        check_running(&mut tx, load_id).await?;
+
+        let sql = format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            quote_table(&self.staging),
+            column_list(&self.spec.schema)
+        );
+        let mut copy = tx
+            .copy_in_raw(&sql)
+            .await
+            .map_err(DestinationError::db(ctx("start COPY")))?;
+        let mut buf = BytesMut::with_capacity(COPY_CHUNK + COPY_CHUNK / 4);
+        CopyEncoder::write_header(&mut buf);
+        let mut rows = 0u64;
+        let mut count = 0u64;
+        loop {
+            let batch = match batches.next_batch().await {
+                None => break,
+                Some(Ok(batch)) => batch,
+                Some(Err(source)) => {
+                    let _ = copy
+                        .abort(format!("psystem: reading {} failed", unit.key))
+                        .await;
+                    return Err(DestinationError::UnitSource {
+                        load_id,
+                        unit: unit.key.clone(),
+                        source,
+                    });
+                }
+            };
+            count += 1;
+            let encoded = self.check_batch(&batch).and_then(|_| {
+                let encoder = CopyEncoder::with_options(&batch, &self.spec.copy_options)?;
+                Ok(encoder)
+            });
+            let encoder = match encoded {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = copy.abort(e.to_string()).await;
+                    return Err(e);
+                }
+            };
+            for row in 0..encoder.num_rows() {
+                if let Err(e) = encoder.write_row(row, &mut buf) {
+                    let _ = copy.abort(e.to_string()).await;
+                    return Err(e);
+                }
+                if buf.len() >= COPY_CHUNK {
+                    if let Err(source) = copy.send(&buf[..]).await {
+                        let _ = copy.abort("psystem: sending COPY data failed").await;
+                        return Err(DestinationError::Database {
+                            context: ctx("send COPY data"),
+                            source,
+                        });
+                    }
+                    buf.clear();
+                }
+            }
+            rows += encoder.num_rows() as u64;
+        }
+        CopyEncoder::write_trailer(&mut buf);
+        if let Err(source) = copy.send(&buf[..]).await {
+            let _ = copy.abort("psystem: sending COPY data failed").await;
+            return Err(DestinationError::Database {
+                context: ctx("send COPY data"),
+                source,
+            });
+        }
+        let copied = copy
+            .finish()
+            .await
+            .map_err(DestinationError::db(ctx("finish COPY")))?;
+        debug_assert_eq!(copied, rows);
+        sqlx::query(
+            "UPDATE psystem.work_units SET state = 'done', rows = $2, heartbeat_at = now(), finished_at = now(), \
+             last_error = NULL WHERE id = $1",
+        )
+        .bind(unit.id)
+        .bind(copied as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(DestinationError::db(ctx("mark the unit done")))?;
+        tx.commit()
+            .await
+            .map_err(DestinationError::db(ctx("commit")))?;
+        debug!(load_id, unit = %unit.key, rows = copied, "Work unit copied.");
+        Ok(UnitReport {
+            key: unit.key.clone(),
+            rows: copied,
+            batches: count,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Records that `unit` failed with `error` (must not contain secrets): it becomes `pending` again for
+    /// another attempt, or `failed` once it has been attempted `max_attempts` times. Returns the new state.
+    ///
+    /// # Errors
+    /// [`DestinationError::UnitLost`] when the unit is no longer this worker's; [`DestinationError::Database`].
+    pub async fn fail_unit(
+        &self,
+        dest: &Destination,
+        unit: &ClaimedUnit,
+        error: &str,
+        max_attempts: u32,
+    ) -> Result<UnitState, DestinationError> {
+        let ctx = format!(
+            "recording the failure of unit {:?} of load #{}",
+            unit.key, self.load_id
+        );
+        let state: Option<String> = sqlx::query_scalar(
+            "UPDATE psystem.work_units SET state = CASE WHEN attempts >= $4 THEN 'failed' ELSE 'pending' END, \
+             last_error = $5, worker = NULL, heartbeat_at = NULL, finished_at = now() \
+             WHERE id = $1 AND state = 'running' AND worker = $2 AND attempts = $3 RETURNING state",
+        )
+        .bind(unit.id)
+        .bind(&unit.worker)
+        .bind(unit.attempt as i32)
+        .bind(max_attempts.min(i32::MAX as u32) as i32)
+        .bind(error)
+        .fetch_optional(dest.pool())
+        .await
+        .map_err(DestinationError::db(ctx))?;
+        match state {
+            Some(s) => {
+                let state = UnitState::parse(&s);
+                warn!(load_id = self.load_id, unit = %unit.key, attempt = unit.attempt, ?state, error, "Work unit failed.");
+                Ok(state)
+            }
+            None => Err(DestinationError::UnitLost {
+                load_id: self.load_id,
+                unit: unit.key.clone(),
+                detail: "it is no longer running under this worker and attempt".into(),
+            }),
+        }
+    }
+
+    /// The units of the load by state, with the rows and bytes of the done ones.
+    ///
+    /// # Errors
+    /// [`DestinationError::Database`].
+    pub async fn progress(&self, dest: &Destination) -> Result<UnitCounts, DestinationError> {
+        unit_counts(dest.pool(), self.load_id).await
+    }
+
+    /// Completes the load in one transaction (SQL in `docs/LOAD_MODES.md`): checks that every unit is done,
+    /// checks the primary key for NULLs and duplicates over the staging table, then creates (first load),
+    /// replaces or merges/appends into the target table with schema evolution, drops the staging table and marks
+    /// the load `completed` with its counts in the ledger.
+    ///
+    /// # Errors
+    /// [`DestinationError::UnitsNotDone`] and [`DestinationError::LoadNotActive`] change nothing (the load stays
+    /// resumable). Every other error — [`DestinationError::DuplicateKeys`], [`DestinationError::NullKeys`],
+    /// [`DestinationError::IncompatibleColumn`], [`DestinationError::DependentViews`],
+    /// [`DestinationError::MissingUniqueKey`], [`DestinationError::StagingMissing`],
+    /// [`DestinationError::Database`] — leaves the target as it was, drops the staging table and marks the load
+    /// `failed`.
+    pub async fn finish(self, dest: &Destination) -> Result<FinishReport, DestinationError> {
+        match self.finish_inner(dest).await {
+            Ok(report) => Ok(report),
+            Err(
+                e
+                @ (DestinationError::UnitsNotDone { .. } | DestinationError::LoadNotActive { .. }),
+            ) => Err(e),
+            Err(e) => {
+                if let Err(abort) = self.abort_inner(dest, &e.to_string()).await {
+                    warn!(load_id = self.load_id, error = %abort, "Dropping the staging table after a failed finish failed.");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the load up: drops the staging table and marks the load `failed` with `error` (must not contain
+    /// secrets). The target table is untouched.
+    ///
+    /// # Errors
+    /// [`DestinationError::Database`].
+    pub async fn abort(self, dest: &Destination, error: &str) -> Result<(), DestinationError> {
+        self.abort_inner(dest, error).await
+    }
+
+    async fn abort_inner(&self, dest: &Destination, error: &str) -> Result<(), DestinationError> {
+        let ctx = |what: &str| format!("aborting load #{}: {what}", self.load_id);
+        let mut tx = dest
+            .pool()
+            .begin()
+            .await
+            .map_err(DestinationError::db(ctx("begin")))?;
+        sqlx::query(
+            "UPDATE psystem.loads SET state = 'failed', last_error = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(self.load_id)
+        .bind(error)
+        .execute(&mut *tx)
+        .await
+        .map_err(DestinationError::db(ctx("mark the load failed")))?;
+        drop_table_if_exists(&mut tx, &self.staging).await?;
+        tx.commit()
+            .await
+            .map_err(DestinationError::db(ctx("commit")))?;
+        warn!(
+            load_id = self.load_id,
+            error, "Dataset load failed; staging table dropped."
+        );
+        Ok(())
+    }
+
+    async fn finish_inner(&self, dest: &Destination) -> Result<FinishReport, DestinationError> {
+        let started = Instant::now();
+        let load_id = self.load_id;
+        let spec = &self.spec;
+        let table = &spec.table;
+        let ctx = |what: &str| format!("finishing load #{load_id} into {table}: {what}");
+        let mut tx = dest
+            .pool()
+            .begin()
+            .await
+            .map_err(DestinationError::db(ctx("begin")))?;
+        (&mut *tx)
+            .execute("SET LOCAL TimeZone = 'UTC'")
+            .await
+            .map_err(DestinationError::db(ctx("set the time zone")))?;
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM psystem.loads WHERE id = $1 FOR UPDATE")
+                .bind(load_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(DestinationError::db(ctx("lock the load")))?
+                .ok_or(DestinationError::LoadNotFound { load_id })?;
+        if state.as_deref() != Some("running") {
+            return Err(DestinationError::LoadNotActive {
+                load_id,
+                state: state.unwrap_or_default(),
+            });
+        }
+        let counts = unit_counts(&mut *tx, load_id).await?;
+        if counts.pending + counts.running + counts.failed > 0 {
+            let examples: Vec<String> = sqlx::query_scalar(
+                "SELECT unit_key || ' (' || state || ')' FROM psystem.work_units WHERE load_id = $1 AND state <> 'done' \
+                 ORDER BY id LIMIT 5",
+            )
+            .bind(load_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("list the units not done")))?;
+            return Err(DestinationError::UnitsNotDone {
+                load_id,
+                pending: counts.pending,
+                running: counts.running,
+                failed: counts.failed,
+                examples,
+            });
+        }
+        if table_oid_exists(&mut tx, &self.staging).await?.is_none() {
+            return Err(DestinationError::StagingMissing {
+                load_id,
+                staging: self.staging.to_string(),
+            });
+        }
+        let staging_sql = quote_table(&self.staging);
+        let target_sql = quote_table(table);
+        exec(
+            &mut tx,
+            &format!("ANALYZE {staging_sql}"),
+            &ctx("analyze the staging table"),
+        )
+        .await?;
+        if !spec.primary_key.is_empty() {
+            self.check_keys(&mut tx).await?;
+        }
+        let mut report = FinishReport {
+            rows: counts.rows,
+            ..FinishReport::default()
+        };
+        match table_oid_exists(&mut tx, table).await? {
+            None => {
+                exec(
+                    &mut tx,
+                    &format!(
+                        "ALTER TABLE {staging_sql} RENAME TO {}",
+                        quote_ident(&table.name)
+                    ),
+                    &ctx("rename the staging table"),
+                )
+                .await?;
+                if !spec.primary_key.is_empty() {
+                    exec(
+                        &mut tx,
+                        &format!(
+                            "ALTER TABLE {target_sql} ADD CONSTRAINT {} PRIMARY KEY ({})",
+                            quote_ident(&ident_with_suffix(&table.name, "_pkey")),
+                            idents(&spec.primary_key)
+                        ),
+                        &ctx("add the primary key"),
+                    )
+                    .await?;
+                }
+                report.inserted = counts.rows;
+                report.created = true;
+            }
+            Some(oid) => {
+                let existing = existing_columns(&mut tx, oid, table).await?;
+                let evolution = evolve::plan(table, &spec.schema, &existing, spec.allow_casts)?;
+                match spec.mode {
+                    LoadMode::Replace => {
+                        self.replace(&mut tx, oid, &existing, &evolution, &mut report)
+                            .await?
+                    }
+                    LoadMode::Merge | LoadMode::Append => {
+                        self.merge(&mut tx, &existing, &evolution, &mut report)
+                            .await?
+                    }
+                }
+            }
+        }
+        report.duration = started.elapsed();
+        sqlx::query(
+            "UPDATE psystem.loads SET state = 'completed', finished_at = now(), updated_at = now(), last_error = NULL, \
+             pages = $2, rows = $3, bytes = $4, rows_inserted = $5, rows_updated = $6, rows_deleted = $7, \
+             verified = $8, release = $9, dataset = $10, \
+             duration_ms = (extract(epoch FROM (now() - started_at)) * 1000)::bigint WHERE id = $1",
+        )
+        .bind(load_id)
+        .bind(counts.done as i64)
+        .bind(counts.rows as i64)
+        .bind(counts.bytes_done as i64)
+        .bind(report.inserted as i64)
+        .bind(report.updated as i64)
+        .bind(report.deleted as i64)
+        .bind(spec.verified)
+        .bind(&spec.release)
+        .bind(&spec.dataset)
+        .execute(&mut *tx)
+        .await
+        .map_err(DestinationError::db(ctx("mark the load completed")))?;
+        tx.commit()
+            .await
+            .map_err(DestinationError::db(ctx("commit")))?;
+        info!(load_id, table = %table, mode = %spec.mode, rows = report.rows, inserted = report.inserted,
+            updated = report.updated, deleted = report.deleted, added = ?report.added_columns,
+            widened = ?report.widened_columns, missing = ?report.missing_columns,
+            since_open_ms = self.started.elapsed().as_millis() as u64, "Dataset load completed.");
+        Ok(report)
+    }
+
+    /// NULL and duplicate primary keys in the staging table.
+    async fn check_keys(&self, conn: &mut PgConnection) -> Result<(), DestinationError> {
+        let spec = &self.spec;
+        let ctx = format!(
+            "checking the primary key of the new data for {}",
+            spec.table
+        );
+        let staging_sql = quote_table(&self.staging);
+        let keys = idents(&spec.primary_key);
+        let any_null = spec
+            .primary_key
+            .iter()
+            .map(|k| format!("{} IS NULL", quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let nulls: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {staging_sql} WHERE {any_null}"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(DestinationError::db(ctx.clone()))?;
+        if nulls > 0 {
+            return Err(DestinationError::NullKeys {
+                table: spec.table.to_string(),
+                columns: spec.primary_key.clone(),
+                count: nulls as u64,
+            });
+        }
+        let as_text = spec
+            .primary_key
+            .iter()
+            .map(|k| format!("{}::text", quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let dups = sqlx::query(&format!(
+            "SELECT ARRAY[{as_text}] AS key, count(*) AS n, count(*) OVER () AS total FROM {staging_sql} \
+             GROUP BY {keys} HAVING count(*) > 1 ORDER BY count(*) DESC, {keys} LIMIT 5"
+        ))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(DestinationError::db(ctx))?;
+        if let Some(first) = dups.first() {
+            let total: i64 = first.get("total");
+            let examples = dups
+                .iter()
+                .map(|r| {
+                    let key: Vec<Option<String>> = r.get("key");
+                    let n: i64 = r.get("n");
+                    let parts: Vec<String> = key
+                        .into_iter()
+                        .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                        .collect();
+                    format!("({}) ×{n}", parts.join(", "))
+                })
+                .collect();
+            return Err(DestinationError::DuplicateKeys {
+                table: spec.table.to_string(),
+                columns: spec.primary_key.clone(),
+                count: total as u64,
+                examples,
+            });
+        }
+        Ok(())
+    }
+
+    /// Replace: the staging table becomes the target, carrying the old table's objects.
+    async fn replace(
+        &self,
+        conn: &mut PgConnection,
+        oid: i64,
+        existing: &[ExistingColumn],
+        evolution: &evolve::Evolution,
+        report: &mut FinishReport,
+    ) -> Result<(), DestinationError> {
+        let table = &self.spec.table;
+        let ctx = |what: &str| format!("replacing {table}: {what}");
+        let views = replace::dependent_views(conn, oid, table).await?;
+        if !views.is_empty() {
+            return Err(DestinationError::DependentViews {
+                table: table.to_string(),
+                views,
+            });
+        }
+        let staging_sql = quote_table(&self.staging);
+        report_types(evolution, true, report);
+        for column in &evolution.missing {
+            exec(
+                conn,
+                &format!(
+                    "ALTER TABLE {staging_sql} ADD COLUMN {} {}",
+                    quote_ident(&column.name),
+                    column.full
+                ),
+                &ctx("keep a column the release lacks"),
+            )
+            .await?;
+        }
+        let _ = existing;
+        let release_columns: Vec<String> = self
+            .spec
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let preserved =
+            replace::capture(conn, oid, table, &release_columns, &self.spec.primary_key).await?;
+        for stmt in &preserved.before {
+            exec(conn, stmt, &ctx(&format!("run {stmt:?}"))).await?;
+        }
+        exec(
+            conn,
+            &format!("DROP TABLE {}", quote_table(table)),
+            &ctx("drop the old table"),
+        )
+        .await?;
+        exec(
+            conn,
+            &format!(
+                "ALTER TABLE {staging_sql} RENAME TO {}",
+                quote_ident(&table.name)
+            ),
+            &ctx("rename the staging table"),
+        )
+        .await?;
+        for stmt in &preserved.after {
+            exec(conn, stmt, &ctx(&format!("re-create {stmt:?}"))).await?;
+        }
+        report.inserted = report.rows;
+        Ok(())
+    }
+
+    /// Merge or append: schema evolution on the target, then upsert (and delete) or insert.
+    async fn merge(
+        &self,
+        conn: &mut PgConnection,
+        existing: &[ExistingColumn],
+        evolution: &evolve::Evolution,
+        report: &mut FinishReport,
+    ) -> Result<(), DestinationError> {
+        let spec = &self.spec;
+        let table = &spec.table;
+        let ctx = |what: &str| format!("merging into {table}: {what}");
+        let target_sql = quote_table(table);
+        let staging_sql = quote_table(&self.staging);
+        if spec.mode == LoadMode::Merge && !has_unique_key(conn, table, &spec.primary_key).await? {
+            return Err(DestinationError::MissingUniqueKey {
+                table: table.to_string(),
+                columns: spec.primary_key.clone(),
+            });
+        }
+        report_types(evolution, false, report);
+        let mut select = Vec::new();
+        for ((name, plan), field) in evolution.columns.iter().zip(spec.schema.fields()) {
+            let col = quote_ident(name);
+            let incoming_full = pg_type(field)?;
+            match plan {
+                ColumnPlan::Added { .. } => {
+                    exec(
+                        conn,
+                        &format!("ALTER TABLE {target_sql} ADD COLUMN {col} {incoming_full}"),
+                        &ctx(&format!("add column {name:?}")),
+                    )
+                    .await?;
+                    select.push(format!("s.{col}"));
+                }
+                ColumnPlan::Same => select.push(format!("s.{col}")),
+                ColumnPlan::Widened { existing, incoming }
+                | ColumnPlan::Cast { existing, incoming } => {
+                    // Without a direct cast (e.g. bigint → boolean) the value goes through its text form.
+                    let direct: bool = matches!(plan, ColumnPlan::Widened { .. })
+                        || sqlx::query_scalar(
+                            "SELECT EXISTS (SELECT 1 FROM pg_cast WHERE castsource = $1::regtype AND casttarget = $2::regtype)",
+                        )
+                        .bind(existing)
+                        .bind(incoming)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(DestinationError::db(ctx(&format!("look up a cast of column {name:?}"))))?;
+                    let sql = if direct {
+                        evolve::alter_type_sql(&target_sql, name, existing, incoming, incoming_full)
+                    } else {
+                        format!(
+                            "ALTER TABLE {target_sql} ALTER COLUMN {col} TYPE {incoming_full} USING CAST(CAST({col} AS text) AS {incoming_full})"
+                        )
+                    };
+                    exec(
+                        conn,
+                        &sql,
+                        &ctx(&format!(
+                            "change the type of column {name:?} from {existing} to {incoming}"
+                        )),
+                    )
+                    .await?;
+                    select.push(format!("s.{col}"));
+                }
+                ColumnPlan::Narrowed {
+                    existing: old,
+                    incoming,
+                } => {
+                    let full = existing
+                        .iter()
+                        .find(|c| &c.name == name)
+                        .map(|c| c.full.as_str())
+                        .unwrap_or(old.as_str());
+                    select.push(evolve::convert_expr(
+                        &format!("s.{col}"),
+                        incoming,
+                        old,
+                        full,
+                    ));
+                }
+            }
+        }
+        for column in &evolution.missing {
+            if column.not_null {
+                exec(
+                    conn,
+                    &format!(
+                        "ALTER TABLE {target_sql} ALTER COLUMN {} DROP NOT NULL",
+                        quote_ident(&column.name)
+                    ),
+                    &ctx(&format!(
+                        "allow NULL in column {:?} the release lacks",
+                        column.name
+                    )),
+                )
+                .await?;
+            }
+        }
+        let columns = column_list(&spec.schema);
+        let select = select.join(", ");
+        if spec.mode == LoadMode::Append {
+            let done = conn
+                .execute(
+                    format!(
+                        "INSERT INTO {target_sql} ({columns}) SELECT {select} FROM {staging_sql} s"
+                    )
+                    .as_str(),
+                )
+                .await
+                .map_err(DestinationError::db(ctx("insert the rows")))?;
+            report.inserted = done.rows_affected();
+        } else {
+            let pk = idents(&spec.primary_key);
+            let others: Vec<String> = spec
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name())
+                .filter(|n| !spec.primary_key.contains(n))
+                .map(|n| quote_ident(n))
+                .collect();
+            let action = if others.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                let sets = others
+                    .iter()
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let old = others
+                    .iter()
+                    .map(|c| format!("t.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let new = others
+                    .iter()
+                    .map(|c| format!("EXCLUDED.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("DO UPDATE SET {sets} WHERE ROW({old}) IS DISTINCT FROM ROW({new})")
+            };
+            let row = sqlx::query(&format!(
+                "WITH m AS (INSERT INTO {target_sql} AS t ({columns}) SELECT {select} FROM {staging_sql} s \
+                 ON CONFLICT ({pk}) {action} RETURNING (t.xmax = 0) AS inserted) \
+                 SELECT count(*) FILTER (WHERE inserted) AS ins, count(*) FILTER (WHERE NOT inserted) AS upd FROM m"
+            ))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(DestinationError::db(ctx("upsert by primary key")))?;
+            report.inserted = row.get::<i64, _>("ins") as u64;
+            report.updated = row.get::<i64, _>("upd") as u64;
+            let matches = spec
+                .primary_key
+                .iter()
+                .map(|k| format!("s.{0} = t.{0}", quote_ident(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let deleted = conn
+                .execute(
+                    format!(
+                        "DELETE FROM {target_sql} t WHERE NOT EXISTS (SELECT 1 FROM {staging_sql} s WHERE {matches})"
+                    )
+                    .as_str(),
+                )
+                .await
+                .map_err(DestinationError::db(ctx("delete the rows absent from the release")))?;
+            report.deleted = deleted.rows_affected();
+        }
+        exec(
+            conn,
+            &format!("DROP TABLE {staging_sql}"),
+            &ctx("drop the staging table"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Fails with [`DestinationError::BatchSchemaMismatch`] unless `batch` has the load's column names and
+    /// PostgreSQL types.
+    fn check_batch(&self, batch: &RecordBatch) -> Result<(), DestinationError> {
+        let expected = self.spec.schema.fields();
+        let got = batch.schema_ref().fields();
+        let mismatch = |detail: String| DestinationError::BatchSchemaMismatch {
+            table: self.spec.table.to_string(),
+            detail,
+        };
+        if expected.len() != got.len() {
+            return Err(mismatch(format!(
+                "it has {} columns, the load has {}",
+                got.len(),
+                expected.len()
+            )));
+        }
+        for (e, g) in expected.iter().zip(got.iter()) {
+            if e.name() != g.name() || pg_type(e)? != pg_type(g)? {
+                return Err(mismatch(format!(
+                    "column {:?} ({}) where the load has {:?} ({})",
+                    g.name(),
+                    g.data_type(),
+                    e.name(),
+                    e.data_type()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a `work_units` row (state, worker, attempts) against the claim.
+    fn check_holder(
+        &self,
+        unit: &ClaimedUnit,
+        row: Option<&sqlx::postgres::PgRow>,
+    ) -> Result<(), DestinationError> {
+        let lost = |detail: String| DestinationError::UnitLost {
+            load_id: self.load_id,
+            unit: unit.key.clone(),
+            detail,
+        };
+        let Some(row) = row else {
+            return Err(lost("it is no longer in the ledger".into()));
+        };
+        let state: String = row.get("state");
+        let worker: Option<String> = row.get("worker");
+        let attempts: i32 = row.get("attempts");
+        if state == "running"
+            && worker.as_deref() == Some(unit.worker.as_str())
+            && attempts == unit.attempt as i32
+        {
+            Ok(())
+        } else {
+            Err(lost(format!(
+                "it is {state} under worker {} at attempt {attempts} (this worker: {} at attempt {})",
+                worker.as_deref().unwrap_or("-"),
+                unit.worker,
+                unit.attempt
+            )))
+        }
+    }
+}
+
+/// Records the type changes of an evolution in the report. `replace` reports narrowings too (the new table
+/// takes the release's type).
+fn report_types(evolution: &evolve::Evolution, replace: bool, report: &mut FinishReport) {
+    for (name, plan) in &evolution.columns {
+        match plan {
+            ColumnPlan::Added { .. } => report.added_columns.push(name.clone()),
+            ColumnPlan::Same => {}
+            ColumnPlan::Widened { existing, incoming } => {
+                report
+                    .widened_columns
+                    .push((name.clone(), existing.clone(), incoming.clone()))
+            }
+            ColumnPlan::Narrowed { existing, incoming } if replace => report
+                .retyped_columns
+                .push((name.clone(), existing.clone(), incoming.clone())),
+            ColumnPlan::Narrowed { .. } => {}
+            ColumnPlan::Cast { existing, incoming } => {
+                report
+                    .retyped_columns
+                    .push((name.clone(), existing.clone(), incoming.clone()))
+            }
+        }
+    }
+    report.missing_columns = evolution.missing.iter().map(|c| c.name.clone()).collect();
+}
+
+fn validate(spec: &DatasetLoadSpec) -> Result<(), DestinationError> {
+    let invalid = |message: String| DestinationError::InvalidSpec {
+        job_key: spec.job_key.clone(),
+        message,
+    };
+    if spec.job_key.is_empty() {
+        return Err(invalid("the job key is empty".into()));
+    }
+    check_ident(&spec.table.schema)?;
+    check_ident(&spec.table.name)?;
+    if spec.schema.fields().is_empty() {
+        return Err(invalid("the schema has no columns".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for field in spec.schema.fields() {
+        check_ident(field.name())?;
+        pg_type(field)?;
+        if !seen.insert(field.name().as_str()) {
+            return Err(invalid(format!(
+                "the column {:?} appears twice in the schema",
+                field.name()
+            )));
+        }
+    }
+    let mut pk_seen = std::collections::HashSet::new();
+    for key in &spec.primary_key {
+        if !seen.contains(key.as_str()) {
+            return Err(invalid(format!(
+                "the primary-key column {key:?} is not in the schema"
+            )));
+        }
+        if !pk_seen.insert(key.as_str()) {
+            return Err(invalid(format!(
+                "the primary-key column {key:?} is listed twice"
+            )));
+        }
+    }
+    if spec.mode == LoadMode::Merge && spec.primary_key.is_empty() {
+        return Err(invalid("mode `merge` needs a primary key".into()));
+    }
+    let mut keys = std::collections::HashSet::new();
+    for unit in &spec.units {
+        if unit.key.is_empty() {
+            return Err(invalid("a work unit has an empty key".into()));
+        }
+        if !keys.insert(unit.key.as_str()) {
+            return Err(invalid(format!(
+                "the work unit {:?} is listed twice",
+                unit.key
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `<table>__psystem_stage_<load_id>` in the target schema, shortened to 63 bytes.
+fn staging_name(table: &TableRef, load_id: i64) -> TableRef {
+    TableRef::new(
+        table.schema.clone(),
+        ident_with_suffix(&table.name, &format!("__psystem_stage_{load_id}")),
+    )
+}
+
+/// Creates the staging table: the release's columns, no key, no index.
+async fn create_staging(
+    conn: &mut PgConnection,
+    staging: &TableRef,
+    spec: &DatasetLoadSpec,
+) -> Result<(), DestinationError> {
+    let sql = format!(
+        "CREATE TABLE {} ({})",
+        quote_table(staging),
+        column_defs(&spec.schema)?.join(", ")
+    );
+    exec(conn, &sql, &format!("creating the staging table {staging}")).await
+}
+
+/// The columns of the table `oid`, in order.
+async fn existing_columns(
+    conn: &mut PgConnection,
+    oid: i64,
+    table: &TableRef,
+) -> Result<Vec<ExistingColumn>, DestinationError> {
+    let rows = sqlx::query(
+        "SELECT a.attname::text AS name, format_type(a.atttypid, NULL) AS base, \
+         format_type(a.atttypid, a.atttypmod) AS full, a.attnotnull FROM pg_attribute a \
+         WHERE a.attrelid = $1::bigint::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+    )
+    .bind(oid)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(DestinationError::db(format!("reading the columns of {table}")))?;
+    Ok(rows
+        .iter()
+        .map(|r| ExistingColumn {
+            name: r.get("name"),
+            base: r.get("base"),
+            full: r.get("full"),
+            not_null: r.get("attnotnull"),
+        })
+        .collect())
+}
+
+/// Fails with [`DestinationError::LoadNotActive`] unless the load is `running`.
+async fn check_running(conn: &mut PgConnection, load_id: i64) -> Result<(), DestinationError> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM psystem.loads WHERE id = $1")
+        .bind(load_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(DestinationError::db(format!(
+            "reading the state of load #{load_id}"
+        )))?
+        .ok_or(DestinationError::LoadNotFound { load_id })?;
+    if state.as_deref() == Some("running") {
+        Ok(())
+    } else {
+        Err(DestinationError::LoadNotActive {
+            load_id,
+            state: state.unwrap_or_default(),
+        })
+    }
+}
+
+async fn unit_counts<'c, E>(executor: E, load_id: i64) -> Result<UnitCounts, DestinationError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let row = sqlx::query(
+        "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, \
+         count(*) FILTER (WHERE state = 'running') AS running, \
+         count(*) FILTER (WHERE state = 'done') AS done, \
+         count(*) FILTER (WHERE state = 'failed') AS failed, \
+         COALESCE(sum(rows) FILTER (WHERE state = 'done'), 0)::bigint AS rows, \
+         COALESCE(sum(bytes) FILTER (WHERE state = 'done'), 0)::bigint AS bytes_done, \
+         COALESCE(sum(bytes), 0)::bigint AS bytes_total \
+         FROM psystem.work_units WHERE load_id = $1",
+    )
+    .bind(load_id)
+    .fetch_one(executor)
+    .await
+    .map_err(DestinationError::db(format!(
+        "counting the units of load #{load_id}"
+    )))?;
+    let n = |c: &str| row.get::<i64, _>(c).max(0) as u64;
+    Ok(UnitCounts {
+        pending: n("pending"),
+        running: n("running"),
+        done: n("done"),
+        failed: n("failed"),
+        rows: n("rows"),
+        bytes_done: n("bytes_done"),
+        bytes_total: n("bytes_total"),
+    })
+}
+
+/// `"a", "b"` for a list of column names.
+fn idents(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| quote_ident(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn exec(conn: &mut PgConnection, sql: &str, context: &str) -> Result<(), DestinationError> {
+    conn.execute(sql)
+        .await
+        .map_err(DestinationError::db(context.to_string()))?;
+    Ok(())
+}

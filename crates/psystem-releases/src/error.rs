@@ -1,0 +1,113 @@
+//! Errors of release discovery, verification and reading.
+
+use psystem_sources::manifest::ManifestError;
+use psystem_transport::TransportError;
+
+/// What went wrong with a release. Every variant names the release, file or URL it is about.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// Listing, reading or downloading failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+
+    /// The checksum manifest could not be read, or a file does not match it.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+
+    /// The source offers no release of that name.
+    #[error("release {release:?} not found at {source_name}; available: {available}")]
+    ReleaseNotFound {
+        /// The source (plugin) name.
+        source_name: String,
+        /// The release asked for.
+        release: String,
+        /// The releases the source offers, newest first (shortened).
+        available: String,
+    },
+
+    /// The source offers no releases at all (no `YY.MM` folder).
+    #[error("no releases found at {url}: expected folders named YY.MM (e.g. 25.03)")]
+    NoReleases {
+        /// The listed URL (without credentials).
+        url: String,
+    },
+
+    /// The release folder has neither `output/etl/parquet/` nor Parquet dataset folders under `output/`.
+    #[error("release {release}: unknown layout ({detail})")]
+    UnknownLayout {
+        /// The release name.
+        release: String,
+        /// What was found instead.
+        detail: String,
+    },
+
+    /// A dataset asked for is not in the release.
+    #[error("release {release} has no dataset {dataset:?}; it has: {available}")]
+    DatasetNotFound {
+        /// The release name.
+        release: String,
+        /// The dataset asked for.
+        dataset: String,
+        /// The datasets the release has (shortened).
+        available: String,
+    },
+
+    /// The release has no checksum manifest and the caller did not allow unverified loads.
+    #[error("release {release} has no checksum manifest (release_data_integrity, MD5SUMS, SHA256SUMS); pass --allow-unverified to load it anyway (the ledger records it as unverified)")]
+    NoManifest {
+        /// The release name.
+        release: String,
+    },
+
+    /// A data file is not listed in the manifest.
+    #[error("{path} is not listed in the release's checksum manifest {manifest}; pass --allow-unverified to load it anyway")]
+    NotInManifest {
+        /// The file, relative to the release root.
+        path: String,
+        /// The manifest's name.
+        manifest: String,
+    },
+
+    /// A Parquet file (or its footer) could not be read.
+    #[error("Parquet file {path}: {detail}")]
+    Parquet {
+        /// The file (local path or URL, without credentials).
+        path: String,
+        /// What the Parquet reader said.
+        detail: String,
+    },
+
+    /// Files of one dataset disagree on their schema.
+    #[error("dataset {dataset}: {path} has a different schema than the dataset's first file: {detail}")]
+    SchemaConflict {
+        /// The dataset.
+        dataset: String,
+        /// The file that differs.
+        path: String,
+        /// Which column differs and how.
+        detail: String,
+    },
+
+    /// Flattening the schema failed (a name collision).
+    #[error("flattening {path}: {detail}")]
+    Flatten {
+        /// The file.
+        path: String,
+        /// The flattening error.
+        detail: String,
+    },
+
+    /// The work was cancelled (pause); partial downloads are kept for a resume.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// A local file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}

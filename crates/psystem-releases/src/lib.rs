@@ -1,0 +1,23 @@
+//! Releases of public data sources: what a source offers, how a release is laid out, and reading it.
+//!
+//! - [`model`]: a [`model::Release`] with its datasets and data files (relative paths and sizes).
+//! - [`opentargets`]: Open Targets Platform releases (`YY.MM` folders) in both layouts — up to 24.09
+//!   `output/etl/parquet/<camelCase>/`, from 25.03 `output/<snake_case>/` — with Spark side files skipped and Hive
+//!   partition folders (`key=value/`) turned into columns.
+//! - [`verify`]: the release's checksum manifest (`release_data_integrity` + `.sha1`) checked first, then each file
+//!   hashed while it downloads into the cache.
+//! - [`footer`]: a Parquet file's Arrow schema from range reads of its footer, without downloading the file.
+//! - [`reader`]: a downloaded Parquet file as a stream of flattened record batches with its partition columns.
+//! - [`keys`]: primary-key suggestions from uniqueness in the data.
+//!
+//! Everything remote goes through [`psystem_transport::Transport`] (file, HTTP(S), FTP, GCS).
+
+pub mod error;
+pub mod footer;
+pub mod keys;
+pub mod model;
+pub mod opentargets;
+pub mod reader;
+pub mod verify;
+
+pub use error::ReleaseError;

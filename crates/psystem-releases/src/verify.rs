@@ -1,0 +1,301 @@
+//! A release's checksum manifest, and its files downloaded into the cache and checked against it.
+//!
+//! The manifest is verified first: Open Targets' `release_data_integrity` against `release_data_integrity.sha1`
+//! (formats: `../shared/fixtures/README.md`; parsing: [`psystem_sources::manifest`]); `MD5SUMS`, `SHA1SUMS` and
+//! `SHA256SUMS` (GNU checksum lists) are read when a release has one of those instead. Then each file is hashed
+//! while its bytes stream past: during the download, or — for a file already complete in the cache, or a `file://`
+//! source read in place — in one read of the local file. A mismatch removes the cached copy (the next run
+//! downloads it again) and is reported with both digests.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use psystem_sources::manifest::{
+    parse_checksum_list, verify_manifest_sha1, Algorithm, Hasher, Manifest, ManifestEntry,
+    ManifestError,
+};
+use psystem_transport::{Cache, Transport, TransportError};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::model::{DataFile, Release};
+use crate::ReleaseError;
+
+/// Bytes hashed per read of a local file.
+const CHUNK: usize = 1 << 20;
+
+/// A release's manifest, read and (when it has a `.sha1`) verified.
+#[derive(Debug, Clone)]
+pub struct ReleaseManifest {
+    /// The manifest's file name at the release root (`release_data_integrity`).
+    pub name: String,
+    /// The entries.
+    pub manifest: Manifest,
+    /// True when the manifest matched its `.sha1`; false when the release has no `.sha1` (a warning is logged).
+    pub sha1_checked: bool,
+}
+
+impl ReleaseManifest {
+    /// The entry for a release path (`output/target/part-….parquet`).
+    pub fn entry(&self, path: &str) -> Option<&ManifestEntry> {
+        self.manifest.entries.iter().find(|e| e.path == path)
+    }
+
+    /// `release_data_integrity (412 files, sha1; matches its .sha1)` for people.
+    pub fn describe(&self) -> String {
+        let algorithm = self
+            .manifest
+            .entries
+            .first()
+            .map(|e| e.algorithm.to_string())
+            .unwrap_or_default();
+        format!(
+            "{} ({} files, {algorithm}; {})",
+            self.name,
+            self.manifest.entries.len(),
+            if self.sha1_checked {
+                "matches its .sha1"
+            } else {
+                "no .sha1 to check it against"
+            }
+        )
+    }
+}
+
+/// Reads the release's manifest. `Ok(None)` when the release has none.
+///
+/// Errors: [`ReleaseError::Manifest`] when the manifest does not match its `.sha1` or cannot be parsed (including
+/// unsafe paths such as `../x` or `/etc/passwd`); transport errors.
+pub async fn fetch_manifest(
+    transport: &Transport,
+    release: &Release,
+) -> Result<Option<ReleaseManifest>, ReleaseError> {
+    let Some(name) = release.manifest.clone() else {
+        return Ok(None);
+    };
+    let bytes = transport.read_all(&release.source_path(&name)).await?;
+    let shown = format!("{}/{name}", release.name);
+    let (algorithm, with_sha1) = match name.as_str() {
+        "MD5SUMS" => (Algorithm::Md5, false),
+        "SHA256SUMS" => (Algorithm::Sha256, false),
+        "SHA1SUMS" => (Algorithm::Sha1, false),
+        _ => (Algorithm::Sha1, true),
+    };
+    let mut sha1_checked = false;
+    if with_sha1 {
+        match transport.read_all(&release.source_path(&format!("{name}.sha1"))).await {
+            Ok(sha1) => {
+                let text = String::from_utf8_lossy(&sha1);
+                verify_manifest_sha1(&bytes, &text, &shown)?;
+                sha1_checked = true;
+            }
+            Err(TransportError::NotFound { .. }) => {
+                warn!(manifest = %shown, "The release has no {name}.sha1; the manifest itself cannot be checked.");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|e| ManifestError::Parse {
+        manifest: shown.clone(),
+        line: None,
+        detail: format!("not UTF-8 text: {e}"),
+    })?;
+    let manifest = parse_checksum_list(text, algorithm, &shown)?;
+    debug!(manifest = %shown, files = manifest.entries.len(), "Manifest read.");
+    Ok(Some(ReleaseManifest {
+        name,
+        manifest,
+        sha1_checked,
+    }))
+}
+
+/// The verdict on one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// The digest matches the manifest.
+    Verified,
+    /// The digest (or size) differs from the manifest.
+    Mismatch,
+    /// No manifest entry to check it against (loaded only with `--allow-unverified`).
+    Unverified,
+}
+
+impl FileStatus {
+    /// `verified`, `mismatch`, `unverified`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Verified => "verified",
+            FileStatus::Mismatch => "mismatch",
+            FileStatus::Unverified => "unverified",
+        }
+    }
+}
+
+/// What was checked for one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileCheck {
+    /// The file, relative to the release root.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The manifest's algorithm (`sha1`, `md5`, `sha256`), when there is an entry.
+    pub algorithm: Option<String>,
+    /// The manifest's digest.
+    pub expected: Option<String>,
+    /// The digest of the bytes read.
+    pub computed: Option<String>,
+    /// The verdict.
+    pub status: FileStatus,
+    /// For a mismatch: the message naming both digests.
+    pub detail: Option<String>,
+}
+
+/// A data file ready to load: where it is on disk and its verdict.
+#[derive(Debug, Clone)]
+pub struct FetchedFile {
+    /// The local file: in the cache, or the source file itself for `file://`.
+    pub local: PathBuf,
+    /// The verdict.
+    pub check: FileCheck,
+    /// The file's Hive partition values.
+    pub partitions: Vec<(String, String)>,
+}
+
+/// Downloads `file` of `release` into `cache` (resuming a partial download) — or, for a `file://` source, reads
+/// it in place — hashing the bytes as they pass, and checks them against `entry`.
+///
+/// `on_bytes(n)` is called as bytes are hashed (for progress). A mismatch removes the cached copy and returns a
+/// [`FileStatus::Mismatch`] check (not an error): the caller records it and refuses to load.
+///
+/// Errors: [`ReleaseError::Cancelled`] when `cancel` fires (the partial download is kept); transport and I/O
+/// errors.
+pub async fn fetch_file(
+    transport: &Transport,
+    cache: &Cache,
+    release: &Release,
+    file: &DataFile,
+    entry: Option<&ManifestEntry>,
+    cancel: &CancellationToken,
+    on_bytes: &mut (dyn FnMut(u64) + Send),
+) -> Result<FetchedFile, ReleaseError> {
+    let source_path = release.source_path(&file.path);
+    let algorithm = entry.map(|e| e.algorithm).unwrap_or(Algorithm::Sha1);
+    let mut hasher = algorithm.hasher();
+    let (local, in_cache) = match local_path(transport, &source_path) {
+        Some(path) => {
+            hash_local(&path, &mut hasher, cancel, on_bytes).await?;
+            (path, false)
+        }
+        None => {
+            let target = cache.path_for(&release.source, &release.name, &file.path)?;
+            if complete(&target, file.size) {
+                hash_local(&target, &mut hasher, cancel, on_bytes).await?;
+            } else {
+                let mut observer = |_p: psystem_transport::DownloadProgress, bytes: &[u8]| {
+                    hasher.update(bytes);
+                    on_bytes(bytes.len() as u64);
+                };
+                transport
+                    .download(&source_path, &target, cancel, &mut observer)
+                    .await
+                    .map_err(|e| match e {
+                        TransportError::Cancelled { .. } => ReleaseError::Cancelled,
+                        e => e.into(),
+                    })?;
+            }
+            (target, true)
+        }
+    };
+    let size = std::fs::metadata(&local)
+        .map_err(|source| ReleaseError::Io {
+            path: local.display().to_string(),
+            source,
+        })?
+        .len();
+    let computed = hasher.finish();
+    let mut check = FileCheck {
+        path: file.path.clone(),
+        size,
+        algorithm: entry.map(|e| e.algorithm.to_string()),
+        expected: entry.map(|e| e.digest.clone()),
+        computed: Some(computed.clone()),
+        status: FileStatus::Unverified,
+        detail: None,
+    };
+    if let Some(entry) = entry {
+        let size_ok = entry.size.is_none_or(|s| s == size);
+        if entry.digest == computed && size_ok {
+            check.status = FileStatus::Verified;
+        } else {
+            check.status = FileStatus::Mismatch;
+            check.detail = Some(
+                ManifestError::Mismatch {
+                    path: file.path.clone(),
+                    algorithm: entry.algorithm,
+                    expected: entry.digest.clone(),
+                    computed,
+                }
+                .to_string(),
+            );
+            if in_cache {
+                let _ = std::fs::remove_file(&local);
+            }
+        }
+    }
+    Ok(FetchedFile {
+        local,
+        check,
+        partitions: file.partitions.clone(),
+    })
+}
+
+/// The local path of `path` when the transport reads a `file://` folder: such files are hashed and loaded in
+/// place, not copied into the cache.
+pub fn local_path(transport: &Transport, path: &str) -> Option<PathBuf> {
+    let base = transport.base_url();
+    if !base.starts_with("file:") {
+        return None;
+    }
+    let root = url::Url::parse(base).ok()?.to_file_path().ok()?;
+    Some(root.join(path))
+}
+
+fn complete(path: &Path, size: u64) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size)
+}
+
+/// Hashes a local file in one read (on a blocking thread).
+async fn hash_local(
+    path: &Path,
+    hasher: &mut Hasher,
+    cancel: &CancellationToken,
+    on_bytes: &mut (dyn FnMut(u64) + Send),
+) -> Result<(), ReleaseError> {
+    let io = |source| ReleaseError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if cancel.is_cancelled() {
+            return Err(ReleaseError::Cancelled);
+        }
+        let (n, b, f) = tokio::task::spawn_blocking(move || {
+            let n = file.read(&mut buf);
+            (n, buf, file)
+        })
+        .await
+        .map_err(|e| io(std::io::Error::other(e)))?;
+        buf = b;
+        file = f;
+        let n = n.map_err(io)?;
+        if n == 0 {
+            return Ok(());
+        }
+        hasher.update(&buf[..n]);
+        on_bytes(n as u64);
+    }
+}
