@@ -420,7 +420,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Resume(args) => {
             let interrupt = Interrupt::install(json)?;
             if let Some(job) = release_cmd::release_job(&api.status_store(), args.job.as_deref()) {
-                return release_cmd::resume(&api, &job, args.dest.db.clone(), json, &interrupt).await;
+                return release_cmd::resume(&api, &job, args.dest.db.clone(), json, &interrupt)
+                    .await;
             }
             let req =
                 api.resume_request(args.job.as_deref(), args.dest.db.clone(), args.page_size)?;

@@ -133,7 +133,9 @@ pub async fn releases(api: &Api, cmd: ReleasesCommand, json: bool) -> Result<Exi
             println!("  layout:   {}", d.layout);
             println!(
                 "  manifest: {}",
-                d.manifest.as_deref().unwrap_or("none (loads need --allow-unverified)")
+                d.manifest
+                    .as_deref()
+                    .unwrap_or("none (loads need --allow-unverified)")
             );
             println!("  {} datasets:", d.datasets.len());
             let width = d.datasets.iter().map(|x| x.name.len()).max().unwrap_or(0);
@@ -143,7 +145,11 @@ pub async fn releases(api: &Api, cmd: ReleasesCommand, json: bool) -> Result<Exi
                 } else {
                     format!("  partitioned by {}", ds.partition_keys.join(", "))
                 };
-                let entry = ds.entry.as_deref().map(|e| format!("  → entry {e}")).unwrap_or_default();
+                let entry = ds
+                    .entry
+                    .as_deref()
+                    .map(|e| format!("  → entry {e}"))
+                    .unwrap_or_default();
                 println!(
                     "    {:width$}  {:>4} files  {:>10}{}{}{}",
                     ds.name,
@@ -188,7 +194,13 @@ pub async fn releases(api: &Api, cmd: ReleasesCommand, json: bool) -> Result<Exi
                     let digest = c.computed.as_deref().unwrap_or("");
                     match &c.detail {
                         Some(d) => eprintln!("  MISMATCH {}: {d}", c.path),
-                        None => eprintln!("  {:10} {}  {} {}", c.status.as_str(), c.path, human_bytes(c.size), digest),
+                        None => eprintln!(
+                            "  {:10} {}  {} {}",
+                            c.status.as_str(),
+                            c.path,
+                            human_bytes(c.size),
+                            digest
+                        ),
                     }
                 }
             };
@@ -211,7 +223,11 @@ pub async fn releases(api: &Api, cmd: ReleasesCommand, json: bool) -> Result<Exi
                     report.manifest.as_deref().unwrap_or("-"),
                     report.files.len(),
                     report.mismatches(),
-                    if report.recorded { "; recorded in psystem.files" } else { "" }
+                    if report.recorded {
+                        "; recorded in psystem.files"
+                    } else {
+                        ""
+                    }
                 );
             }
             if report.mismatches() > 0 {
@@ -266,12 +282,16 @@ pub async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let spec = planned.spec.clone();
     let status = api.status_store();
-    let task = tokio::spawn(psystem_jobs::release::run_release(spec, status, tx, control_rx));
+    // Run on this task (the job's futures borrow across awaits) while printing its events.
+    let run = psystem_jobs::release::run_release(spec, status, tx, control_rx);
     let mut printer = Printer::new(json);
-    while let Some(event) = rx.recv().await {
-        printer.on_event(&event);
-    }
-    let outcome = task.await??;
+    let print = async {
+        while let Some(event) = rx.recv().await {
+            printer.on_event(&event);
+        }
+    };
+    let (outcome, ()) = tokio::join!(run, print);
+    let outcome = outcome?;
     report(&outcome, json)
 }
 
@@ -309,9 +329,16 @@ pub async fn resume(
 pub fn release_job(store: &StatusStore, key: Option<&str>) -> Option<psystem_jobs::JobStatus> {
     let file = store.read().ok()?;
     let (_, job) = match key {
-        Some(k) => file.jobs.iter().find(|(name, _)| name.eq_ignore_ascii_case(k))?,
+        Some(k) => file
+            .jobs
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(k))?,
         None => {
-            let unfinished: Vec<_> = file.jobs.iter().filter(|(_, j)| j.state.is_resumable()).collect();
+            let unfinished: Vec<_> = file
+                .jobs
+                .iter()
+                .filter(|(_, j)| j.state.is_resumable())
+                .collect();
             if unfinished.len() != 1 {
                 return None;
             }
@@ -339,7 +366,11 @@ impl Printer {
             return;
         }
         match event {
-            ReleaseEvent::Resolved { release, layout, manifest } => eprintln!(
+            ReleaseEvent::Resolved {
+                release,
+                layout,
+                manifest,
+            } => eprintln!(
                 "release {release} ({layout}); manifest: {}",
                 manifest.as_deref().unwrap_or("none — loading unverified")
             ),
@@ -349,7 +380,11 @@ impl Printer {
             ReleaseEvent::Download { job, done, total } => {
                 if self.last_download.elapsed().as_millis() >= 1000 || done == total {
                     self.last_download = std::time::Instant::now();
-                    eprintln!("{job}: downloaded and hashed {} of {}", human_bytes(*done), human_bytes(*total));
+                    eprintln!(
+                        "{job}: downloaded and hashed {} of {}",
+                        human_bytes(*done),
+                        human_bytes(*total)
+                    );
                 }
             }
             ReleaseEvent::FileChecked { job, path, status } => {
@@ -357,7 +392,14 @@ impl Printer {
                     eprintln!("{job}: {path}: {status}");
                 }
             }
-            ReleaseEvent::UnitDone { job, path, rows, rows_done, units_done, units } => eprintln!(
+            ReleaseEvent::UnitDone {
+                job,
+                path,
+                rows,
+                rows_done,
+                units_done,
+                units,
+            } => eprintln!(
                 "{job}: file {units_done}/{units} loaded ({rows} rows, {rows_done} in all): {path}"
             ),
             ReleaseEvent::DatasetFinished { .. } => {}

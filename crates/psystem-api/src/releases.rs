@@ -89,7 +89,10 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Files that did not match.
     pub fn mismatches(&self) -> usize {
-        self.files.iter().filter(|f| f.status == FileStatus::Mismatch).count()
+        self.files
+            .iter()
+            .filter(|f| f.status == FileStatus::Mismatch)
+            .count()
     }
 }
 
@@ -139,7 +142,11 @@ pub struct PlannedRelease {
 
 impl Api {
     /// The release plugin named `name` and the URL of its releases (`source_url` overrides the manifest's).
-    fn release_source(&self, name: &str, source_url: Option<&str>) -> Result<(Plugin, String), ApiError> {
+    fn release_source(
+        &self,
+        name: &str,
+        source_url: Option<&str>,
+    ) -> Result<(Plugin, String), ApiError> {
         let catalog = self.catalog();
         let plugin = catalog.get(name)?.clone();
         if plugin.source_kind() != SourceKind::Release {
@@ -153,7 +160,10 @@ impl Api {
             .map(str::to_string)
             .or_else(|| plugin.manifest.source.as_ref().and_then(|s| s.url.clone()))
             .ok_or_else(|| {
-                ApiError::Config(format!("{}: `source.url` is not set", plugin.path.display()))
+                ApiError::Config(format!(
+                    "{}: `source.url` is not set",
+                    plugin.path.display()
+                ))
             })?;
         Ok((plugin, url))
     }
@@ -225,12 +235,14 @@ impl Api {
                 let mut rows = 0u64;
                 let mut first: Option<FooterSummary> = None;
                 for f in &d.files {
-                    let s = footer::read_footer(&transport, &rel.source_path(&f.path), f.size).await?;
+                    let s =
+                        footer::read_footer(&transport, &rel.source_path(&f.path), f.size).await?;
                     rows += s.rows;
                     first.get_or_insert(s);
                 }
                 if let Some(first) = first {
-                    let schema = DatasetSchema::new(&d.name, &first.schema, &d.partition_keys, &flatten)?;
+                    let schema =
+                        DatasetSchema::new(&d.name, &first.schema, &d.partition_keys, &flatten)?;
                     detail.columns = schema
                         .flat
                         .fields()
@@ -328,10 +340,16 @@ impl Api {
             for f in &d.files {
                 let entry = manifest.entry(&f.path);
                 let fetched =
-                    verify::fetch_file(&transport, &cache, &rel, f, entry, &cancel, &mut |_| {}).await?;
-                if let Some(dest) = &dest {
-                    psystem_jobs::release::record_check(dest, plugin.name(), &rel.name, &fetched.check)
+                    verify::fetch_file(&transport, &cache, &rel, f, entry, &cancel, &mut |_| {})
                         .await?;
+                if let Some(dest) = &dest {
+                    psystem_jobs::release::record_check(
+                        dest,
+                        plugin.name(),
+                        &rel.name,
+                        &fetched.check,
+                    )
+                    .await?;
                 }
                 on_file(&fetched.check);
                 files.push(fetched.check);
@@ -389,8 +407,12 @@ impl Api {
                 dataset: entry.dataset.clone().unwrap_or_else(|| key.clone()),
                 aliases: entry.aliases.clone().unwrap_or_default(),
                 table: TableRef::new(
-                    pg.schema.clone().unwrap_or_else(|| plugin.name().to_string()),
-                    pg.table.clone().unwrap_or_else(|| crate::runs::default_table_name(key)),
+                    pg.schema
+                        .clone()
+                        .unwrap_or_else(|| plugin.name().to_string()),
+                    pg.table
+                        .clone()
+                        .unwrap_or_else(|| crate::runs::default_table_name(key)),
                 ),
                 mode,
                 primary_key,
@@ -451,7 +473,9 @@ fn choose_datasets<'a>(rel: &'a Release, names: &[String]) -> Result<Vec<&'a Dat
 fn entry_for(plugin: &Plugin, name: &str) -> Option<(String, Option<FlattenOptions>)> {
     plugin.manifest.etl.iter().find_map(|(k, e)| {
         let matches = e.dataset.as_deref() == Some(name)
-            || e.aliases.as_ref().is_some_and(|a| a.iter().any(|x| x == name))
+            || e.aliases
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|x| x == name))
             || (e.dataset.is_none() && k == name);
         matches.then(|| (k.clone(), e.flatten.clone()))
     })

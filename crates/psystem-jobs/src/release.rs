@@ -18,9 +18,7 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use psystem_core::flatten::FlattenOptions;
 use psystem_core::{JobState, LoadMode, TableRef};
-use psystem_postgres::release_load::{
-    self, DatasetLoadSpec, FileCheck, FinishReport, UnitSpec,
-};
+use psystem_postgres::release_load::{self, DatasetLoadSpec, FileCheck, FinishReport, UnitSpec};
 use psystem_postgres::Destination;
 use psystem_releases::model::{Dataset, Release};
 use psystem_releases::reader::{stream_file, DatasetSchema};
@@ -28,7 +26,8 @@ use psystem_releases::verify::{self, FetchedFile, FileStatus, ReleaseManifest};
 use psystem_releases::{footer, opentargets, ReleaseError};
 use psystem_transport::{Transport, TransportOptions};
 use serde::Serialize;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::runner::{job_key, Control, JobError};
@@ -219,7 +218,9 @@ pub async fn run_release(
     control: watch::Receiver<Control>,
 ) -> Result<ReleaseOutcome, JobError> {
     let setup = |e: ReleaseError| JobError::Setup(e.to_string());
-    let transport = Arc::new(Transport::new(&spec.source_url, spec.transport.clone()).map_err(|e| setup(e.into()))?);
+    let transport = Arc::new(
+        Transport::new(&spec.source_url, spec.transport.clone()).map_err(|e| setup(e.into()))?,
+    );
     let name = opentargets::resolve_release(&transport, &spec.plugin, spec.release.as_deref())
         .await
         .map_err(setup)?;
@@ -246,7 +247,9 @@ pub async fn run_release(
             })?;
         chosen.push((job.clone(), found.clone()));
     }
-    let manifest = verify::fetch_manifest(&transport, &release).await.map_err(setup)?;
+    let manifest = verify::fetch_manifest(&transport, &release)
+        .await
+        .map_err(setup)?;
     if manifest.is_none() && !spec.allow_unverified {
         return Err(setup(ReleaseError::NoManifest {
             release: release.name.clone(),
@@ -339,7 +342,12 @@ impl Shared {
         outcome
     }
 
-    fn write_status(&self, key: &str, job: &DatasetJob, o: &DatasetOutcome) -> Result<(), JobError> {
+    fn write_status(
+        &self,
+        key: &str,
+        job: &DatasetJob,
+        o: &DatasetOutcome,
+    ) -> Result<(), JobError> {
         let now = Utc::now();
         self.status.update(|f| {
             let started_at = f.jobs.get(key).and_then(|j| j.started_at).or(Some(now));
@@ -402,7 +410,9 @@ impl Shared {
             .dest
             .try_lock_job(key)
             .await?
-            .ok_or_else(|| JobError::Busy { job: key.to_string() })?;
+            .ok_or_else(|| JobError::Busy {
+                job: key.to_string(),
+            })?;
         self.write_status(key, job, outcome)?;
         let _ = self.events.send(ReleaseEvent::DatasetStarted {
             job: key.to_string(),
@@ -418,7 +428,12 @@ impl Shared {
         let mut mismatches = Vec::new();
         for f in &fetched {
             if f.check.status == FileStatus::Mismatch {
-                mismatches.push(f.check.detail.clone().unwrap_or_else(|| f.check.path.clone()));
+                mismatches.push(
+                    f.check
+                        .detail
+                        .clone()
+                        .unwrap_or_else(|| f.check.path.clone()),
+                );
             }
         }
         if !mismatches.is_empty() {
@@ -430,15 +445,22 @@ impl Shared {
                 mismatches.join("; ")
             )));
         }
-        let verified = fetched.iter().all(|f| f.check.status == FileStatus::Verified);
+        let verified = fetched
+            .iter()
+            .all(|f| f.check.status == FileStatus::Verified);
         outcome.verified = verified;
 
         // 2. The dataset's schema from the first file's footer.
         let first = &fetched[0];
-        let summary = footer::read_local_footer(&first.local)
-            .map_err(|e| JobError::Setup(e.to_string()))?;
-        let schema = DatasetSchema::new(&dataset.name, &summary.schema, &dataset.partition_keys, &job.flatten)
-            .map_err(|e| JobError::Setup(e.to_string()))?;
+        let summary =
+            footer::read_local_footer(&first.local).map_err(|e| JobError::Setup(e.to_string()))?;
+        let schema = DatasetSchema::new(
+            &dataset.name,
+            &summary.schema,
+            &dataset.partition_keys,
+            &job.flatten,
+        )
+        .map_err(|e| JobError::Setup(e.to_string()))?;
 
         // 3. The load: one work unit per file.
         let load_spec = DatasetLoadSpec {
@@ -454,16 +476,15 @@ impl Shared {
             schema: schema.flat.clone(),
             units: fetched
                 .iter()
-                .map(|f| UnitSpec {
-                    key: f.check.path.clone(),
-                    bytes: f.check.size,
-                })
+                .map(|f| UnitSpec::new(f.check.path.clone(), f.check.size))
                 .collect(),
             verified,
             allow_casts: self.spec.allow_casts,
-            ..DatasetLoadSpec::default()
+            copy_options: Default::default(),
+            heartbeat_timeout: release_load::DEFAULT_HEARTBEAT_TIMEOUT,
         };
-        let load = release_load::open_dataset_load(&self.dest, load_spec, self.spec.restart).await?;
+        let load =
+            release_load::open_dataset_load(&self.dest, load_spec, self.spec.restart).await?;
         outcome.load_id = Some(load.load_id());
         self.write_status(key, job, outcome)?;
         let by_path: HashMap<&str, &FetchedFile> =
@@ -494,7 +515,8 @@ impl Shared {
                         }
                     };
                     let Some(file) = by_path.get(unit.key.as_str()) else {
-                        let message = format!("work unit {} is not a file of this release", unit.key);
+                        let message =
+                            format!("work unit {} is not a file of this release", unit.key);
                         let _ = load.fail_unit(&self.dest, &unit, &message, 1).await;
                         *first_error.lock().await = Some(message);
                         return;
@@ -521,7 +543,9 @@ impl Shared {
                         }
                         Err(e) => {
                             let message = psystem_core::error::error_chain(&e);
-                            let _ = load.fail_unit(&self.dest, &unit, &message, UNIT_ATTEMPTS).await;
+                            let _ = load
+                                .fail_unit(&self.dest, &unit, &message, UNIT_ATTEMPTS)
+                                .await;
                             *first_error.lock().await = Some(message);
                             return;
                         }
@@ -538,7 +562,9 @@ impl Shared {
         if self.stop_requested() {
             let counts = load.progress(&self.dest).await?;
             if counts.pending + counts.running > 0 {
-                release_load::set_load_state(&self.dest, load.load_id(), JobState::Paused).await?;
+                self.dest
+                    .set_state(load.load_id(), JobState::Paused, None)
+                    .await?;
                 info!(job = %key, "Paused; committed files are kept, `psystem resume {key}` continues.");
                 return Ok(JobState::Paused);
             }
@@ -551,52 +577,59 @@ impl Shared {
 
     /// Downloads (or hashes in place) every file of the dataset and records each verdict in `psystem.files`.
     /// `None` when paused.
-    async fn fetch_dataset(&self, key: &str, dataset: &Dataset) -> Result<Option<Vec<FetchedFile>>, JobError> {
+    async fn fetch_dataset(
+        &self,
+        key: &str,
+        dataset: &Dataset,
+    ) -> Result<Option<Vec<FetchedFile>>, JobError> {
         let total = dataset.bytes();
         let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let cache = psystem_transport::Cache::new(self.spec.cache_root.clone());
-        let results: Vec<Result<Option<FetchedFile>, ReleaseError>> = stream::iter(dataset.files.iter())
-            .map(|file| {
-                let done = done.clone();
-                let cache = &cache;
-                async move {
-                    if self.stop_requested() {
-                        return Ok(None);
+        let cancel = self.cancel_token();
+        let results: Vec<Result<Option<FetchedFile>, ReleaseError>> =
+            stream::iter(dataset.files.iter())
+                .map(|file| {
+                    let done = done.clone();
+                    let cache = &cache;
+                    let cancel = &cancel;
+                    async move {
+                        if self.stop_requested() {
+                            return Ok(None);
+                        }
+                        let events = self.events.clone();
+                        let key = key.to_string();
+                        let mut on_bytes = move |n: u64| {
+                            let now = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                            let _ = events.send(ReleaseEvent::Download {
+                                job: key.clone(),
+                                done: now,
+                                total,
+                            });
+                        };
+                        let entry = self.manifest.as_ref().and_then(|m| m.entry(&file.path));
+                        verify::fetch_file(
+                            &self.transport,
+                            cache,
+                            &self.release,
+                            file,
+                            entry,
+                            &cancel,
+                            &mut on_bytes,
+                        )
+                        .await
+                        .map(Some)
                     }
-                    let events = self.events.clone();
-                    let key = key.to_string();
-                    let mut on_bytes = move |n: u64| {
-                        let now = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-                        let _ = events.send(ReleaseEvent::Download {
-                            job: key.clone(),
-                            done: now,
-                            total,
-                        });
-                    };
-                    let entry = self.manifest.as_ref().and_then(|m| m.entry(&file.path));
-                    verify::fetch_file(
-                        &self.transport,
-                        cache,
-                        &self.release,
-                        file,
-                        entry,
-                        self.manifest.as_ref(),
-                        &self.control_cancel(),
-                        &mut on_bytes,
-                    )
-                    .await
-                    .map(Some)
-                }
-            })
-            .buffered(self.spec.workers.max(1))
-            .collect()
-            .await;
+                })
+                .buffered(self.spec.workers.max(1))
+                .collect()
+                .await;
         let mut fetched = Vec::new();
         let mut paused = false;
         for r in results {
             match r {
                 Ok(Some(f)) => {
-                    release_load::record_file_check(&self.dest, &f.check.to_ledger(&self.spec.plugin, &self.release.name)).await?;
+                    record_check(&self.dest, &self.spec.plugin, &self.release.name, &f.check)
+                        .await?;
                     let _ = self.events.send(ReleaseEvent::FileChecked {
                         job: key.to_string(),
                         path: f.check.path.clone(),
@@ -614,13 +647,59 @@ impl Shared {
         Ok(Some(fetched))
     }
 
-    fn control_cancel(&self) -> verify::Cancel {
-        verify::Cancel::from_watch(self.control.clone())
+    /// A cancellation token that fires when the job is asked to pause or cancel (for downloads).
+    fn cancel_token(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        let mut control = self.control.clone();
+        let t = token.clone();
+        tokio::spawn(async move {
+            while *control.borrow_and_update() == Control::Run {
+                if control.changed().await.is_err() {
+                    return;
+                }
+            }
+            t.cancel();
+        });
+        token
     }
 }
 
 fn load_key(load: &release_load::DatasetLoad) -> String {
-    load.job_key().to_string()
+    load.spec().job_key.clone()
+}
+
+/// Records one file's verdict in the destination's `psystem.files` ledger.
+///
+/// # Errors
+/// [`JobError::Destination`].
+pub async fn record_check(
+    dest: &Destination,
+    source: &str,
+    release: &str,
+    check: &verify::FileCheck,
+) -> Result<(), JobError> {
+    let status = match check.status {
+        FileStatus::Verified => release_load::FileStatus::Verified,
+        FileStatus::Mismatch => release_load::FileStatus::Mismatch,
+        FileStatus::Unverified => release_load::FileStatus::Unverified,
+    };
+    release_load::record_file_check(
+        dest,
+        &FileCheck {
+            source: source.to_string(),
+            release: release.to_string(),
+            path: check.path.clone(),
+            size: Some(check.size),
+            algorithm: check.algorithm.clone(),
+            expected: check.expected.clone(),
+            computed: check.computed.clone(),
+            status,
+            detail: check.detail.clone(),
+            verified_at: Some(Utc::now()),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 fn hostname() -> String {
@@ -628,6 +707,3 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
 }
-
-#[allow(dead_code)]
-fn _unused(_: FileCheck) {}

@@ -662,7 +662,10 @@ async fn unsupported_types_are_refused_at_open_naming_the_column() {
         Field::new("id", DataType::Int64, false),
         Field::new(
             "tags",
-            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            DataType::RunEndEncoded(
+                Arc::new(Field::new("run_ends", DataType::Int32, false)),
+                Arc::new(Field::new("values", DataType::Utf8, true)),
+            ),
             true,
         ),
     ]));

@@ -79,7 +79,9 @@ pub enum ReleaseError {
     },
 
     /// Files of one dataset disagree on their schema.
-    #[error("dataset {dataset}: {path} has a different schema than the dataset's first file: {detail}")]
+    #[error(
+        "dataset {dataset}: {path} has a different schema than the dataset's first file: {detail}"
+    )]
     SchemaConflict {
         /// The dataset.
         dataset: String,

@@ -46,7 +46,9 @@ pub async fn read_footer(
         detail,
     };
     if size < 12 {
-        return Err(bad(format!("{size} bytes is too short for a Parquet file (truncated?)")));
+        return Err(bad(format!(
+            "{size} bytes is too short for a Parquet file (truncated?)"
+        )));
     }
     let first = FIRST_READ.min(size);
     let tail = transport.read_range(path, size - first..size).await?;
@@ -109,12 +111,13 @@ fn decode(bytes: &[u8], path: &str) -> Result<ParquetMetaData, ReleaseError> {
 
 fn summarize(metadata: &ParquetMetaData, path: &str) -> Result<FooterSummary, ReleaseError> {
     let file = metadata.file_metadata();
-    let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata()).map_err(|e| {
-        ReleaseError::Parquet {
-            path: path.to_string(),
-            detail: format!("cannot convert its schema to Arrow: {e}"),
-        }
-    })?;
+    let schema =
+        parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata()).map_err(|e| {
+            ReleaseError::Parquet {
+                path: path.to_string(),
+                detail: format!("cannot convert its schema to Arrow: {e}"),
+            }
+        })?;
     Ok(FooterSummary {
         schema: Arc::new(schema),
         rows: u64::try_from(file.num_rows()).unwrap_or(0),

@@ -54,10 +54,15 @@ pub fn suggest_keys(
         .collect();
     candidates.sort_by_key(|&i| (!id_like(schema.flat.field(i).name()), i));
     candidates.truncate(MAX_CANDIDATES);
-    let mut sets: Vec<Option<Tracker>> = candidates.iter().map(|_| Some(Tracker::default())).collect();
+    let mut sets: Vec<Option<Tracker>> = candidates
+        .iter()
+        .map(|_| Some(Tracker::default()))
+        .collect();
     let pair_idx: Vec<(usize, usize)> = {
         let n = candidates.len().min(MAX_PAIR_CANDIDATES);
-        (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).collect()
+        (0..n)
+            .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+            .collect()
     };
     let mut pairs: Vec<Tracker> = pair_idx.iter().map(|_| Tracker::default()).collect();
     let mut rows = 0u64;
@@ -65,7 +70,8 @@ pub fn suggest_keys(
         for batch in read_file(local, shown, partitions, schema)? {
             let batch = batch?;
             rows += batch.num_rows() as u64;
-            let keys: Vec<Vec<Option<Vec<u8>>>> = candidates.iter().map(|&c| column_keys(&batch, c)).collect();
+            let keys: Vec<Vec<Option<Vec<u8>>>> =
+                candidates.iter().map(|&c| column_keys(&batch, c)).collect();
             for (k, tracker) in keys.iter().zip(sets.iter_mut()) {
                 if let Some(t) = tracker {
                     for v in k {
@@ -99,7 +105,10 @@ pub fn suggest_keys(
     for (i, t) in sets.into_iter().enumerate() {
         let t = t.expect("tracker");
         match t.verdict() {
-            None => report.keys.push(KeySuggestion { columns: vec![name(i)], rows }),
+            None => report.keys.push(KeySuggestion {
+                columns: vec![name(i)],
+                rows,
+            }),
             Some(why) => report.rejected.push((vec![name(i)], why)),
         }
     }
@@ -161,7 +170,12 @@ impl Tracker {
 fn key_type(t: &DataType) -> bool {
     matches!(
         t,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
     )
 }
 
@@ -179,10 +193,26 @@ fn column_keys(batch: &RecordBatch, column: usize) -> Vec<Option<Vec<u8>>> {
         Some(match array.data_type() {
             DataType::Utf8 => array.as_string::<i32>().value(i).as_bytes().to_vec(),
             DataType::LargeUtf8 => array.as_string::<i64>().value(i).as_bytes().to_vec(),
-            DataType::Int8 => array.as_primitive::<Int8Type>().value(i).to_string().into_bytes(),
-            DataType::Int16 => array.as_primitive::<Int16Type>().value(i).to_string().into_bytes(),
-            DataType::Int32 => array.as_primitive::<Int32Type>().value(i).to_string().into_bytes(),
-            DataType::Int64 => array.as_primitive::<Int64Type>().value(i).to_string().into_bytes(),
+            DataType::Int8 => array
+                .as_primitive::<Int8Type>()
+                .value(i)
+                .to_string()
+                .into_bytes(),
+            DataType::Int16 => array
+                .as_primitive::<Int16Type>()
+                .value(i)
+                .to_string()
+                .into_bytes(),
+            DataType::Int32 => array
+                .as_primitive::<Int32Type>()
+                .value(i)
+                .to_string()
+                .into_bytes(),
+            DataType::Int64 => array
+                .as_primitive::<Int64Type>()
+                .value(i)
+                .to_string()
+                .into_bytes(),
             _ => return None,
         })
     };

@@ -28,7 +28,11 @@ const LISTING_CONCURRENCY: usize = 8;
 pub fn parse_release_name(name: &str) -> Option<(u32, u32)> {
     let name = name.trim_end_matches('/');
     let (y, m) = name.split_once('.')?;
-    if y.len() != 2 || m.len() != 2 || !y.bytes().all(|b| b.is_ascii_digit()) || !m.bytes().all(|b| b.is_ascii_digit()) {
+    if y.len() != 2
+        || m.len() != 2
+        || !y.bytes().all(|b| b.is_ascii_digit())
+        || !m.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let (y, m) = (y.parse().ok()?, m.parse().ok()?);
@@ -58,7 +62,10 @@ pub async fn list_releases(transport: &Transport) -> Result<Vec<ReleaseName>, Re
     Ok(names
         .into_iter()
         .enumerate()
-        .map(|(i, (_, name))| ReleaseName { name, latest: i == 0 })
+        .map(|(i, (_, name))| ReleaseName {
+            name,
+            latest: i == 0,
+        })
         .collect())
 }
 
@@ -104,10 +111,15 @@ pub async fn discover(
         .map(|e| e.name.clone())
         .or_else(|| {
             top.iter()
-                .find(|e| !e.is_dir && matches!(e.name.as_str(), "MD5SUMS" | "SHA256SUMS" | "SHA1SUMS"))
+                .find(|e| {
+                    !e.is_dir && matches!(e.name.as_str(), "MD5SUMS" | "SHA256SUMS" | "SHA1SUMS")
+                })
                 .map(|e| e.name.clone())
         });
-    if !top.iter().any(|e| e.is_dir && e.name.trim_end_matches('/') == "output") {
+    if !top
+        .iter()
+        .any(|e| e.is_dir && e.name.trim_end_matches('/') == "output")
+    {
         return Err(ReleaseError::UnknownLayout {
             release: release.to_string(),
             detail: format!(
@@ -117,10 +129,15 @@ pub async fn discover(
         });
     }
     let output = transport.list(&format!("{root}output/")).await?;
-    let has_etl = output.iter().any(|e| e.is_dir && e.name.trim_end_matches('/') == "etl");
+    let has_etl = output
+        .iter()
+        .any(|e| e.is_dir && e.name.trim_end_matches('/') == "etl");
     let layout = if has_etl {
         let etl = transport.list(&format!("{root}output/etl/")).await?;
-        if etl.iter().any(|e| e.is_dir && e.name.trim_end_matches('/') == "parquet") {
+        if etl
+            .iter()
+            .any(|e| e.is_dir && e.name.trim_end_matches('/') == "parquet")
+        {
             Layout::EtlParquet
         } else {
             return Err(ReleaseError::UnknownLayout {
@@ -180,7 +197,8 @@ async fn list_dataset_files(
     let mut files: Vec<(DataFile, Option<u64>)> = Vec::new();
     let mut partition_keys: Vec<String> = Vec::new();
     // (folder relative to the release root, partitions so far)
-    let mut pending: Vec<(String, Vec<(String, String)>)> = vec![(dataset_path.to_string(), Vec::new())];
+    let mut pending: Vec<(String, Vec<(String, String)>)> =
+        vec![(dataset_path.to_string(), Vec::new())];
     while let Some((dir, partitions)) = pending.pop() {
         for entry in transport.list(&format!("{root}{dir}")).await? {
             let name = entry.name.trim_end_matches('/');
@@ -229,7 +247,12 @@ pub(crate) fn shorten<'a>(names: impl Iterator<Item = &'a str>) -> String {
     if names.is_empty() {
         return "(none)".into();
     }
-    let mut s = names.iter().take(12).copied().collect::<Vec<_>>().join(", ");
+    let mut s = names
+        .iter()
+        .take(12)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > 12 {
         s.push_str(&format!(", … ({} in all)", names.len()));
     }

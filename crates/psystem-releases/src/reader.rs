@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use futures::channel::mpsc;
-use futures::SinkExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use psystem_core::flatten::{flatten_batch, flatten_schema, FlattenOptions};
+use tokio::sync::mpsc;
 
 use crate::ReleaseError;
 
@@ -136,7 +135,11 @@ pub fn read_file(
 }
 
 /// The file's columns must be the dataset's, with the same types (nullability may differ).
-fn check_file_schema(file: &Schema, dataset: &DatasetSchema, shown: &str) -> Result<(), ReleaseError> {
+fn check_file_schema(
+    file: &Schema,
+    dataset: &DatasetSchema,
+    shown: &str,
+) -> Result<(), ReleaseError> {
     let conflict = |detail: String| ReleaseError::SchemaConflict {
         dataset: dataset.dataset.clone(),
         path: shown.to_string(),
@@ -176,23 +179,25 @@ pub fn stream_file(
     partitions: Vec<(String, String)>,
     schema: DatasetSchema,
 ) -> mpsc::Receiver<Result<RecordBatch, BoxError>> {
-    let (mut tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-    std::thread::spawn(move || {
-        let result = read_file(&local, &shown, &partitions, &schema);
-        let send = |tx: &mut mpsc::Sender<_>, item| futures::executor::block_on(tx.send(item)).is_ok();
-        match result {
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    std::thread::spawn(
+        move || match read_file(&local, &shown, &partitions, &schema) {
             Err(e) => {
-                send(&mut tx, Err(Box::new(e) as BoxError));
+                let _ = tx.blocking_send(Err(Box::new(e) as BoxError));
             }
             Ok(batches) => {
                 for batch in batches {
                     let failed = batch.is_err();
-                    if !send(&mut tx, batch.map_err(|e| Box::new(e) as BoxError)) || failed {
+                    if tx
+                        .blocking_send(batch.map_err(|e| Box::new(e) as BoxError))
+                        .is_err()
+                        || failed
+                    {
                         break;
                     }
                 }
             }
-        }
-    });
+        },
+    );
     rx
 }

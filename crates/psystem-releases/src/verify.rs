@@ -84,7 +84,10 @@ pub async fn fetch_manifest(
     };
     let mut sha1_checked = false;
     if with_sha1 {
-        match transport.read_all(&release.source_path(&format!("{name}.sha1"))).await {
+        match transport
+            .read_all(&release.source_path(&format!("{name}.sha1")))
+            .await
+        {
             Ok(sha1) => {
                 let text = String::from_utf8_lossy(&sha1);
                 verify_manifest_sha1(&bytes, &text, &shown)?;

@@ -2,6 +2,7 @@
 //! throwaway databases on a real PostgreSQL ([`db`]).
 
 pub mod db;
-pub mod gho_server;
 pub mod ftp;
+pub mod gho_server;
 pub mod mirror;
+pub mod opentargets;

@@ -35,17 +35,41 @@ pub struct FixtureDataset {
 
 /// The fixture datasets, as they appear in the mirror.
 pub const DATASETS: &[FixtureDataset] = &[
-    FixtureDataset { fixture: "target", name: "target", legacy_name: "targets" },
-    FixtureDataset { fixture: "disease", name: "disease", legacy_name: "diseases" },
-    FixtureDataset { fixture: "interaction", name: "interaction", legacy_name: "interaction" },
-    FixtureDataset { fixture: "efo_diseases_input", name: "efo_disease", legacy_name: "efoDisease" },
-    FixtureDataset { fixture: "spark_dir_credible-sets", name: "credible_set", legacy_name: "credibleSet" },
+    FixtureDataset {
+        fixture: "target",
+        name: "target",
+        legacy_name: "targets",
+    },
+    FixtureDataset {
+        fixture: "disease",
+        name: "disease",
+        legacy_name: "diseases",
+    },
+    FixtureDataset {
+        fixture: "interaction",
+        name: "interaction",
+        legacy_name: "interaction",
+    },
+    FixtureDataset {
+        fixture: "efo_diseases_input",
+        name: "efo_disease",
+        legacy_name: "efoDisease",
+    },
+    FixtureDataset {
+        fixture: "spark_dir_credible-sets",
+        name: "credible_set",
+        legacy_name: "credibleSet",
+    },
     FixtureDataset {
         fixture: "spark_dir_credible-sets-extended",
         name: "credible_set_extended",
         legacy_name: "credibleSetExtended",
     },
-    FixtureDataset { fixture: "study_locus_partitioned", name: "study_locus", legacy_name: "studyLocus" },
+    FixtureDataset {
+        fixture: "study_locus_partitioned",
+        name: "study_locus",
+        legacy_name: "studyLocus",
+    },
 ];
 
 /// The Open Targets fixture folder (`<repo>/../shared/fixtures/opentargets/parquet`), found from this crate's
@@ -60,13 +84,21 @@ pub fn fixture_dir() -> PathBuf {
 ///
 /// # Errors
 /// I/O errors (a missing fixture folder among them).
-pub fn build_release(root: &Path, release: &str, layout: OtLayout, datasets: &[&str]) -> io::Result<PathBuf> {
+pub fn build_release(
+    root: &Path,
+    release: &str,
+    layout: OtLayout,
+    datasets: &[&str],
+) -> io::Result<PathBuf> {
     let dir = root.join(release);
     let data_root = match layout {
         OtLayout::EtlParquet => dir.join("output/etl/parquet"),
         OtLayout::Output => dir.join("output"),
     };
-    for d in DATASETS.iter().filter(|d| datasets.is_empty() || datasets.contains(&d.name)) {
+    for d in DATASETS
+        .iter()
+        .filter(|d| datasets.is_empty() || datasets.contains(&d.name))
+    {
         let name = match layout {
             OtLayout::EtlParquet => d.legacy_name,
             OtLayout::Output => d.name,
@@ -95,7 +127,10 @@ pub fn write_integrity(dir: &Path) -> io::Result<()> {
     fs::write(dir.join("release_data_integrity"), &manifest)?;
     fs::write(
         dir.join("release_data_integrity.sha1"),
-        format!("{}  release_data_integrity\n", sha1_hex(manifest.as_bytes())),
+        format!(
+            "{}  release_data_integrity\n",
+            sha1_hex(manifest.as_bytes())
+        ),
     )
 }
 
@@ -115,7 +150,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
         if entry.file_type()?.is_dir() {
             walk(root, &path, out)?;
         } else {
-            let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push(rel);
         }
     }

@@ -216,7 +216,7 @@ pub struct UnitCounts {
 }
 
 /// What [`DatasetLoad::finish`] changed.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct FinishReport {
     /// Rows inserted (a first load or a replace: every row of the new table).
     pub inserted: u64,
