@@ -373,9 +373,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Releases(cmd) => release_cmd::releases(&api, cmd, json).await,
         Command::Run(args) => {
-            if api.catalog().get(&args.plugin)?.source_kind()
-                == psystem_core::plugin::SourceKind::Release
-            {
+            // A plugin that cannot be found or read falls through to the usual path, which reports it.
+            let is_release = api
+                .catalog()
+                .get(&args.plugin)
+                .ok()
+                .map(|p| p.source_kind())
+                == Some(psystem_core::plugin::SourceKind::Release);
+            if is_release {
                 let interrupt = Interrupt::install(json)?;
                 return release_cmd::run(
                     &api,
