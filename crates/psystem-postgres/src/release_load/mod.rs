@@ -654,17 +654,50 @@ impl DatasetLoad {
     ) -> Result<UnitReport, DestinationError> {
         let started = Instant::now();
         let load_id = self.load_id;
+        let mut tx = dest.pool().begin().await.map_err(DestinationError::db(format!(
+            "copying unit {:?} of load #{load_id}: begin",
+            unit.key
+        )))?;
+        // Every error path rolls back here, explicitly: a dropped transaction only queues its ROLLBACK, and
+        // until that runs the unit's row lock would make the next worker see it as "being copied".
+        match self.copy_unit_in(&mut tx, unit, &mut batches).await {
+            Ok((copied, count)) => {
+                tx.commit().await.map_err(DestinationError::db(format!(
+                    "copying unit {:?} of load #{load_id}: commit",
+                    unit.key
+                )))?;
+                debug!(load_id, unit = %unit.key, rows = copied, "Work unit copied.");
+                Ok(UnitReport {
+                    key: unit.key.clone(),
+                    rows: copied,
+                    batches: count,
+                    duration: started.elapsed(),
+                })
+            }
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    warn!(load_id, unit = %unit.key, error = %rollback, "Rolling back a failed unit failed.");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The body of [`DatasetLoad::copy_unit`] inside its transaction: locks the unit row, COPYs every batch
+    /// into the staging table and marks the unit done. Returns (rows, batches).
+    async fn copy_unit_in<S: BatchSource>(
+        &self,
+        conn: &mut PgConnection,
+        unit: &ClaimedUnit,
+        batches: &mut S,
+    ) -> Result<(u64, u64), DestinationError> {
+        let load_id = self.load_id;
         let ctx = |what: &str| format!("copying unit {:?} of load #{load_id}: {what}", unit.key);
-        let mut tx = dest
-            .pool()
-            .begin()
-            .await
-            .map_err(DestinationError::db(ctx("begin")))?;
         let row = sqlx::query(
             "SELECT state, worker, attempts FROM psystem.work_units WHERE id = $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(unit.id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(DestinationError::db(ctx("lock the unit")))?;
         if row.is_none() {
@@ -675,14 +708,14 @@ impl DatasetLoad {
             });
         }
         self.check_holder(unit, row.as_ref())?;
-        check_running(&mut tx, load_id).await?;
+        check_running(&mut *conn, load_id).await?;
 
         let sql = format!(
             "COPY {} ({}) FROM STDIN (FORMAT binary)",
             quote_table(&self.staging),
             column_list(&self.spec.schema)
         );
-        let mut copy = tx
+        let mut copy = conn
             .copy_in_raw(&sql)
             .await
             .map_err(DestinationError::db(ctx("start COPY")))?;
@@ -754,19 +787,10 @@ impl DatasetLoad {
         )
         .bind(unit.id)
         .bind(copied as i64)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(DestinationError::db(ctx("mark the unit done")))?;
-        tx.commit()
-            .await
-            .map_err(DestinationError::db(ctx("commit")))?;
-        debug!(load_id, unit = %unit.key, rows = copied, "Work unit copied.");
-        Ok(UnitReport {
-            key: unit.key.clone(),
-            rows: copied,
-            batches: count,
-            duration: started.elapsed(),
-        })
+        Ok((copied, count))
     }
 
     /// Records that `unit` failed with `error` (must not contain secrets): it becomes `pending` again for
