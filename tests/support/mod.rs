@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod releases;
+
 use psystem_testkit::gho_server::GhoServer;
 use serde_json::Value;
 use sqlx::Row;

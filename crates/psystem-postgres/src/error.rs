@@ -322,7 +322,7 @@ pub enum DestinationError {
     },
 
     /// A column of the release has a type that the existing column cannot be widened to.
-    #[error("column {column:?} of table {table} has type {existing}, but the release delivers {incoming}, which is not a widening; load with allow_casts to convert it (ALTER COLUMN … TYPE {incoming} USING …), or rename the column")]
+    #[error("column {column:?} of table {table} has type {existing}, but the release delivers {incoming}, which is not a widening; load with allow_casts (`psystem run --allow-casts`) to convert it (ALTER COLUMN … TYPE {incoming} USING …), or rename the column")]
     IncompatibleColumn {
         /// The table, `schema.name`.
         table: String,

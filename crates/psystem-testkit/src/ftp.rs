@@ -42,6 +42,8 @@ pub struct FtpRetrieval {
 #[derive(Default)]
 struct Faults {
     cut_after: Option<u64>,
+    /// Only a retrieval whose path contains this is cut (any when `None`).
+    cut_path: Option<String>,
     log: Vec<FtpRetrieval>,
 }
 
@@ -122,10 +124,15 @@ impl StorageBackend<DefaultUser> for FaultyFs {
         let cut = {
             let mut f = lock(&self.faults);
             f.log.push(FtpRetrieval {
-                path: shown,
+                path: shown.clone(),
                 offset: start_pos,
             });
-            f.cut_after.take()
+            if f.cut_path.as_deref().is_none_or(|p| shown.contains(p)) {
+                f.cut_path = None;
+                f.cut_after.take()
+            } else {
+                None
+            }
         };
         let reader = self.inner.get(user, path, start_pos).await?;
         Ok(match cut {
@@ -306,7 +313,17 @@ impl FtpServer {
 
     /// The next `RETR` sends `bytes` bytes (from its `REST` offset), then fails its data connection.
     pub fn cut_next_download_after(&self, bytes: u64) {
-        lock(&self.faults).cut_after = Some(bytes);
+        let mut f = lock(&self.faults);
+        f.cut_after = Some(bytes);
+        f.cut_path = None;
+    }
+
+    /// The next `RETR` of a path containing `part` sends `bytes` bytes (from its `REST` offset), then fails its
+    /// data connection; other retrievals are served whole.
+    pub fn cut_next_download_of(&self, part: &str, bytes: u64) {
+        let mut f = lock(&self.faults);
+        f.cut_after = Some(bytes);
+        f.cut_path = Some(part.to_string());
     }
 
     /// Every `RETR` so far, in order, with its `REST` offset.

@@ -72,6 +72,8 @@ pub struct MirrorRequest {
 struct Faults {
     fail: VecDeque<u16>,
     cut_after: Option<u64>,
+    /// Only a download whose path contains this is cut (any when `None`).
+    cut_path: Option<String>,
     gcs_page_size: usize,
     log: Vec<MirrorRequest>,
 }
@@ -139,6 +141,7 @@ impl MirrorServer {
             faults: Mutex::new(Faults {
                 fail: VecDeque::new(),
                 cut_after: None,
+                cut_path: None,
                 gcs_page_size: 1000,
                 log: Vec::new(),
             }),
@@ -188,7 +191,17 @@ impl MirrorServer {
     /// The next `GET` that sends a file body (HTTP file or GCS `alt=media`) sends `bytes` bytes of the body,
     /// then drops the connection.
     pub fn cut_next_download_after(&self, bytes: u64) {
-        self.shared.faults().cut_after = Some(bytes);
+        let mut f = self.shared.faults();
+        f.cut_after = Some(bytes);
+        f.cut_path = None;
+    }
+
+    /// The next `GET` of a file body whose path contains `part` sends `bytes` bytes of the body, then drops the
+    /// connection; other downloads are served whole.
+    pub fn cut_next_download_of(&self, part: &str, bytes: u64) {
+        let mut f = self.shared.faults();
+        f.cut_after = Some(bytes);
+        f.cut_path = Some(part.to_string());
     }
 
     /// The next `n` requests (any path) are answered with `status` (e.g. 503) and a short text body.
@@ -470,7 +483,16 @@ async fn serve_file(
     if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
         return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n"));
     }
-    let cut = shared.faults().cut_after.take();
+    let cut = {
+        let mut f = shared.faults();
+        let shown = local.to_string_lossy();
+        if f.cut_path.as_deref().is_none_or(|p| shown.contains(p)) {
+            f.cut_path = None;
+            f.cut_after.take()
+        } else {
+            None
+        }
+    };
     let body = match cut {
         None => Body::from_stream(ReaderStream::with_capacity(file.take(count), 16 * 1024)),
         Some(cut) => {

@@ -72,10 +72,26 @@ pub const DATASETS: &[FixtureDataset] = &[
     },
 ];
 
-/// The Open Targets fixture folder (`<repo>/../shared/fixtures/opentargets/parquet`), found from this crate's
-/// manifest directory.
+/// The Open Targets fixture folder `shared/fixtures/opentargets/parquet`: `$PSYSTEM_FIXTURES/opentargets/parquet`
+/// when that variable is set, else found beside the repository (`<repo>/../shared/fixtures`) from this crate's
+/// manifest directory or, when the build happened elsewhere, from the current directory.
 pub fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/opentargets/parquet")
+    const REL: &str = "opentargets/parquet";
+    if let Some(dir) = std::env::var_os("PSYSTEM_FIXTURES") {
+        return PathBuf::from(dir).join(REL);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    let mut candidates = vec![built.clone()];
+    if let Ok(cwd) = std::env::current_dir() {
+        for up in cwd.ancestors().take(4) {
+            candidates.push(up.join("../shared/fixtures"));
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|c| c.join(REL).is_dir())
+        .unwrap_or(built)
+        .join(REL)
 }
 
 /// Builds release `release` under `root` in `layout` from `datasets` (all of [`DATASETS`] when empty), with its

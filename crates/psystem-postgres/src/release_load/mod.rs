@@ -960,60 +960,35 @@ impl DatasetLoad {
             });
         }
         let staging_sql = quote_table(&self.staging);
-        let target_sql = quote_table(table);
         exec(
             &mut tx,
             &format!("ANALYZE {staging_sql}"),
             &ctx("analyze the staging table"),
         )
         .await?;
-        if !spec.primary_key.is_empty() {
-            self.check_keys(&mut tx).await?;
-        }
         let mut report = FinishReport {
             rows: counts.rows,
             ..FinishReport::default()
         };
-        match table_oid_exists(&mut tx, table).await? {
-            None => {
+        // The keys are checked by the database itself (the primary key constraint, ON CONFLICT): scanning the
+        // staging table for NULL and duplicate keys beforehand costs as much as building the key's index. Only
+        // when the database refuses them is the work rolled back to here and the staging table searched for
+        // examples to report.
+        exec(&mut tx, "SAVEPOINT psystem_finish", &ctx("set a savepoint")).await?;
+        let applied = self.apply(&mut tx, &mut report).await;
+        match applied {
+            Ok(()) => {}
+            Err(e) if !spec.primary_key.is_empty() && is_key_violation(&e) => {
                 exec(
                     &mut tx,
-                    &format!(
-                        "ALTER TABLE {staging_sql} RENAME TO {}",
-                        quote_ident(&table.name)
-                    ),
-                    &ctx("rename the staging table"),
+                    "ROLLBACK TO SAVEPOINT psystem_finish",
+                    &ctx("roll back to the savepoint"),
                 )
                 .await?;
-                if !spec.primary_key.is_empty() {
-                    exec(
-                        &mut tx,
-                        &format!(
-                            "ALTER TABLE {target_sql} ADD CONSTRAINT {} PRIMARY KEY ({})",
-                            quote_ident(&ident_with_suffix(&table.name, "_pkey")),
-                            idents(&spec.primary_key)
-                        ),
-                        &ctx("add the primary key"),
-                    )
-                    .await?;
-                }
-                report.inserted = counts.rows;
-                report.created = true;
+                self.check_keys(&mut tx).await?;
+                return Err(e);
             }
-            Some(oid) => {
-                let existing = existing_columns(&mut tx, oid, table).await?;
-                let evolution = evolve::plan(table, &spec.schema, &existing, spec.allow_casts)?;
-                match spec.mode {
-                    LoadMode::Replace => {
-                        self.replace(&mut tx, oid, &existing, &evolution, &mut report)
-                            .await?
-                    }
-                    LoadMode::Merge | LoadMode::Append => {
-                        self.merge(&mut tx, &existing, &evolution, &mut report)
-                            .await?
-                    }
-                }
-            }
+            Err(e) => return Err(e),
         }
         report.duration = started.elapsed();
         sqlx::query(
@@ -1043,6 +1018,64 @@ impl DatasetLoad {
             widened = ?report.widened_columns, missing = ?report.missing_columns,
             since_open_ms = self.started.elapsed().as_millis() as u64, "Dataset load completed.");
         Ok(report)
+    }
+
+    /// Moves the staging table's rows into the target: renames it into place (first load, adding the primary
+    /// key), swaps it in (replace) or upserts from it (merge), filling `report`.
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        report: &mut FinishReport,
+    ) -> Result<(), DestinationError> {
+        let spec = &self.spec;
+        let table = &spec.table;
+        let load_id = self.load_id;
+        let ctx = |what: &str| format!("finishing load #{load_id} into {table}: {what}");
+        let staging_sql = quote_table(&self.staging);
+        let target_sql = quote_table(table);
+        let rows = report.rows;
+        match table_oid_exists(&mut *tx, table).await? {
+            None => {
+                exec(
+                    tx,
+                    &format!(
+                        "ALTER TABLE {staging_sql} RENAME TO {}",
+                        quote_ident(&table.name)
+                    ),
+                    &ctx("rename the staging table"),
+                )
+                .await?;
+                if !spec.primary_key.is_empty() {
+                    exec(
+                        tx,
+                        &format!(
+                            "ALTER TABLE {target_sql} ADD CONSTRAINT {} PRIMARY KEY ({})",
+                            quote_ident(&ident_with_suffix(&table.name, "_pkey")),
+                            idents(&spec.primary_key)
+                        ),
+                        &ctx("add the primary key"),
+                    )
+                    .await?;
+                }
+                report.inserted = rows;
+                report.created = true;
+            }
+            Some(oid) => {
+                let existing = existing_columns(tx, oid, table).await?;
+                let evolution = evolve::plan(table, &spec.schema, &existing, spec.allow_casts)?;
+                match spec.mode {
+                    LoadMode::Replace => {
+                        self.replace(tx, oid, &existing, &evolution, report)
+                            .await?
+                    }
+                    LoadMode::Merge | LoadMode::Append => {
+                        self.merge(tx, &existing, &evolution, report)
+                            .await?
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// NULL and duplicate primary keys in the staging table.
@@ -1612,4 +1645,16 @@ async fn exec(conn: &mut PgConnection, sql: &str, context: &str) -> Result<(), D
         .await
         .map_err(DestinationError::db(context.to_string()))?;
     Ok(())
+}
+
+/// Whether `e` is the server refusing keys: a unique or NOT NULL violation (`23505`, `23502`) or an upsert that
+/// would touch a row twice (`21000`).
+fn is_key_violation(e: &DestinationError) -> bool {
+    match e {
+        DestinationError::Database { source, .. } => source
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| matches!(c.as_ref(), "23505" | "23502" | "21000")),
+        _ => false,
+    }
 }
