@@ -908,16 +908,42 @@ impl DatasetLoad {
     }
 
     async fn finish_inner(&self, dest: &Destination) -> Result<FinishReport, DestinationError> {
-        let started = Instant::now();
         let load_id = self.load_id;
-        let spec = &self.spec;
-        let table = &spec.table;
+        let table = &self.spec.table;
         let ctx = |what: &str| format!("finishing load #{load_id} into {table}: {what}");
         let mut tx = dest
             .pool()
             .begin()
             .await
             .map_err(DestinationError::db(ctx("begin")))?;
+        match self.finish_in(&mut tx).await {
+            Ok(report) => {
+                tx.commit()
+                    .await
+                    .map_err(DestinationError::db(ctx("commit")))?;
+                info!(load_id, table = %table, mode = %self.spec.mode, rows = report.rows, inserted = report.inserted,
+                    updated = report.updated, deleted = report.deleted, added = ?report.added_columns,
+                    widened = ?report.widened_columns, missing = ?report.missing_columns,
+                    since_open_ms = self.started.elapsed().as_millis() as u64, "Dataset load completed.");
+                Ok(report)
+            }
+            Err(e) => {
+                // Explicitly: a dropped transaction only queues its ROLLBACK, and its locks would outlive it.
+                if let Err(rollback) = tx.rollback().await {
+                    warn!(load_id, error = %rollback, "Rolling back a failed finish failed.");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The body of [`DatasetLoad::finish`] inside its transaction (committed by the caller).
+    async fn finish_in(&self, tx: &mut PgConnection) -> Result<FinishReport, DestinationError> {
+        let started = Instant::now();
+        let load_id = self.load_id;
+        let spec = &self.spec;
+        let table = &spec.table;
+        let ctx = |what: &str| format!("finishing load #{load_id} into {table}: {what}");
         (&mut *tx)
             .execute("SET LOCAL TimeZone = 'UTC'")
             .await
@@ -953,7 +979,7 @@ impl DatasetLoad {
                 examples,
             });
         }
-        if table_oid_exists(&mut tx, &self.staging).await?.is_none() {
+        if table_oid_exists(&mut *tx, &self.staging).await?.is_none() {
             return Err(DestinationError::StagingMissing {
                 load_id,
                 staging: self.staging.to_string(),
@@ -961,7 +987,7 @@ impl DatasetLoad {
         }
         let staging_sql = quote_table(&self.staging);
         exec(
-            &mut tx,
+            &mut *tx,
             &format!("ANALYZE {staging_sql}"),
             &ctx("analyze the staging table"),
         )
@@ -974,18 +1000,18 @@ impl DatasetLoad {
         // staging table for NULL and duplicate keys beforehand costs as much as building the key's index. Only
         // when the database refuses them is the work rolled back to here and the staging table searched for
         // examples to report.
-        exec(&mut tx, "SAVEPOINT psystem_finish", &ctx("set a savepoint")).await?;
-        let applied = self.apply(&mut tx, &mut report).await;
+        exec(&mut *tx, "SAVEPOINT psystem_finish", &ctx("set a savepoint")).await?;
+        let applied = self.apply(&mut *tx, &mut report).await;
         match applied {
             Ok(()) => {}
             Err(e) if !spec.primary_key.is_empty() && is_key_violation(&e) => {
                 exec(
-                    &mut tx,
+                    &mut *tx,
                     "ROLLBACK TO SAVEPOINT psystem_finish",
                     &ctx("roll back to the savepoint"),
                 )
                 .await?;
-                self.check_keys(&mut tx).await?;
+                self.check_keys(&mut *tx).await?;
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -1010,13 +1036,6 @@ impl DatasetLoad {
         .execute(&mut *tx)
         .await
         .map_err(DestinationError::db(ctx("mark the load completed")))?;
-        tx.commit()
-            .await
-            .map_err(DestinationError::db(ctx("commit")))?;
-        info!(load_id, table = %table, mode = %spec.mode, rows = report.rows, inserted = report.inserted,
-            updated = report.updated, deleted = report.deleted, added = ?report.added_columns,
-            widened = ?report.widened_columns, missing = ?report.missing_columns,
-            since_open_ms = self.started.elapsed().as_millis() as u64, "Dataset load completed.");
         Ok(report)
     }
 
@@ -1309,8 +1328,8 @@ impl DatasetLoad {
             }
         }
         let columns = column_list(&spec.schema);
-        let select = select.join(", ");
         if spec.mode == LoadMode::Append {
+            let select = select.join(", ");
             let done = conn
                 .execute(
                     format!(
@@ -1322,45 +1341,10 @@ impl DatasetLoad {
                 .map_err(DestinationError::db(ctx("insert the rows")))?;
             report.inserted = done.rows_affected();
         } else {
-            let pk = idents(&spec.primary_key);
-            let others: Vec<String> = spec
-                .schema
-                .fields()
-                .iter()
-                .map(|f| f.name())
-                .filter(|n| !spec.primary_key.contains(n))
-                .map(|n| quote_ident(n))
-                .collect();
-            let action = if others.is_empty() {
-                "DO NOTHING".to_string()
-            } else {
-                let sets = others
-                    .iter()
-                    .map(|c| format!("{c} = EXCLUDED.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let old = others
-                    .iter()
-                    .map(|c| format!("t.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let new = others
-                    .iter()
-                    .map(|c| format!("EXCLUDED.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("DO UPDATE SET {sets} WHERE ROW({old}) IS DISTINCT FROM ROW({new})")
-            };
-            let row = sqlx::query(&format!(
-                "WITH m AS (INSERT INTO {target_sql} AS t ({columns}) SELECT {select} FROM {staging_sql} s \
-                 ON CONFLICT ({pk}) {action} RETURNING (t.xmax = 0) AS inserted) \
-                 SELECT count(*) FILTER (WHERE inserted) AS ins, count(*) FILTER (WHERE NOT inserted) AS upd FROM m"
-            ))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(DestinationError::db(ctx("upsert by primary key")))?;
-            report.inserted = row.get::<i64, _>("ins") as u64;
-            report.updated = row.get::<i64, _>("upd") as u64;
+            // Three set-based statements instead of one INSERT … ON CONFLICT DO UPDATE: ON CONFLICT locks (and
+            // so rewrites) every existing row the release contains, changed or not; here only changed rows are
+            // written. First the rows absent from the release go, then changed rows are updated, then new rows
+            // inserted.
             let matches = spec
                 .primary_key
                 .iter()
@@ -1377,6 +1361,70 @@ impl DatasetLoad {
                 .await
                 .map_err(DestinationError::db(ctx("delete the rows absent from the release")))?;
             report.deleted = deleted.rows_affected();
+            let others: Vec<(String, String)> = spec
+                .schema
+                .fields()
+                .iter()
+                .zip(select.iter())
+                .filter(|(f, _)| !spec.primary_key.contains(f.name()))
+                .map(|(f, expr)| (quote_ident(f.name()), expr.clone()))
+                .collect();
+            if !others.is_empty() {
+                let sets = others
+                    .iter()
+                    .map(|(c, expr)| format!("{c} = {expr}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let old = others
+                    .iter()
+                    .map(|(c, _)| format!("t.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let new = others
+                    .iter()
+                    .map(|(_, expr)| expr.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let updated = conn
+                    .execute(
+                        format!(
+                            "UPDATE {target_sql} t SET {sets} FROM {staging_sql} s WHERE {matches} \
+                             AND ROW({old}) IS DISTINCT FROM ROW({new})"
+                        )
+                        .as_str(),
+                    )
+                    .await
+                    .map_err(DestinationError::db(ctx("update the changed rows")))?;
+                report.updated = updated.rows_affected();
+            }
+            let select_list = select.join(", ");
+            let inserted = conn
+                .execute(
+                    format!(
+                        "INSERT INTO {target_sql} ({columns}) SELECT {select_list} FROM {staging_sql} s \
+                         WHERE NOT EXISTS (SELECT 1 FROM {target_sql} t WHERE {matches})"
+                    )
+                    .as_str(),
+                )
+                .await
+                .map_err(DestinationError::db(ctx("insert the new rows")))?;
+            report.inserted = inserted.rows_affected();
+            // The table now holds one row per distinct key of the release: fewer rows than the release has
+            // means that a key repeats (an UPDATE … FROM would have applied one of its rows silently).
+            let now: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {target_sql}"))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(DestinationError::db(ctx("count the rows")))?;
+            if now as u64 != report.rows {
+                self.check_keys(conn).await?;
+                return Err(DestinationError::Database {
+                    context: ctx("check the merged row count"),
+                    source: sqlx::Error::Protocol(format!(
+                        "the table has {now} rows after the merge, the release {}",
+                        report.rows
+                    )),
+                });
+            }
         }
         exec(
             conn,
