@@ -1257,22 +1257,35 @@ pub(crate) async fn ensure_schema(
     conn: &mut PgConnection,
     schema: &str,
 ) -> Result<(), DestinationError> {
+    use sqlx::Connection as _;
+    let ctx = || format!("creating schema {schema:?}");
+    // CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent creator (two datasets of one run opening
+    // their loads at once): the second fails on pg_namespace's unique index. A transaction-level advisory lock
+    // per schema name serialises the check and the creation until the creator commits; `begin` is a savepoint
+    // when the caller is inside a transaction already, so the lock then lasts until the caller commits.
+    let mut tx = conn.begin().await.map_err(DestinationError::db(ctx()))?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('psystem: create schema'), hashtext($1))")
+        .bind(schema)
+        .execute(&mut *tx)
+        .await
+        .map_err(DestinationError::db(ctx()))?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
             .bind(schema)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut *tx)
             .await
             .map_err(DestinationError::db(format!(
                 "looking up schema {schema:?}"
             )))?;
     if !exists {
         let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
-        (&mut *conn)
+        (&mut *tx)
             .execute(sql.as_str())
             .await
-            .map_err(DestinationError::db(format!("creating schema {schema:?}")))?;
+            .map_err(DestinationError::db(ctx()))?;
         info!(schema, "Schema created.");
     }
+    tx.commit().await.map_err(DestinationError::db(ctx()))?;
     Ok(())
 }
 
