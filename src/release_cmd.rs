@@ -278,7 +278,7 @@ pub async fn run(
         crate::output::note(note, json);
     }
     let (control_tx, control_rx) = watch::channel(Control::Run);
-    interrupt.watch(control_tx.clone(), format!("{}", planned.spec.plugin));
+    interrupt.watch(control_tx.clone(), planned.spec.plugin.to_string());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let spec = planned.spec.clone();
     let status = api.status_store();

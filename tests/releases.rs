@@ -12,7 +12,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{ArrayRef, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    ArrayRef, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow_schema::{Field, Schema};
 use psystem_testkit::db::TestDb;
 use sqlx::{PgPool, Row};
@@ -113,11 +115,22 @@ async fn one_corrupted_byte_is_a_mismatch_and_nothing_is_loaded() {
 
     let out = mirror.run(
         &env,
-        &["run", "ot", "target", "--release", "25.03", "--db", db.url()],
+        &[
+            "run",
+            "ot",
+            "target",
+            "--release",
+            "25.03",
+            "--db",
+            db.url(),
+        ],
     );
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
-    assert!(all.contains(&expected) && all.contains(&computed), "names both digests: {all}");
+    assert!(
+        all.contains(&expected) && all.contains(&computed),
+        "names both digests: {all}"
+    );
     assert!(all.contains("part-00161"), "names the file: {all}");
 
     let pool = pool(&db).await;
@@ -163,11 +176,22 @@ async fn a_manifest_that_does_not_match_its_sha1_is_refused() {
     write_plugin(&env, &mirror.url(Via::Ftp), "ot", &[target_entry()]);
     let out = mirror.run(
         &env,
-        &["run", "ot", "target", "--release", "25.03", "--db", db.url()],
+        &[
+            "run",
+            "ot",
+            "target",
+            "--release",
+            "25.03",
+            "--db",
+            db.url(),
+        ],
     );
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
-    assert!(all.contains("release_data_integrity"), "names the manifest: {all}");
+    assert!(
+        all.contains("release_data_integrity"),
+        "names the manifest: {all}"
+    );
     assert!(!table_exists(&pool(&db).await, "ot.target").await);
 }
 
@@ -188,17 +212,32 @@ async fn a_truncated_parquet_file_is_a_clear_error_and_the_other_datasets_still_
         mode: "replace",
         primary_key: &[],
     };
-    write_plugin(&env, &mirror.url(Via::Http), "ot", &[target_entry(), interaction]);
+    write_plugin(
+        &env,
+        &mirror.url(Via::Http),
+        "ot",
+        &[target_entry(), interaction],
+    );
     let out = mirror.run(
         &env,
         &[
-            "run", "ot", "target", "interaction", "--release", "25.03", "--db", db.url(),
+            "run",
+            "ot",
+            "target",
+            "interaction",
+            "--release",
+            "25.03",
+            "--db",
+            db.url(),
         ],
     );
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
     assert!(all.contains("part-00161"), "names the file: {all}");
-    assert!(all.to_lowercase().contains("parquet"), "says what is wrong: {all}");
+    assert!(
+        all.to_lowercase().contains("parquet"),
+        "says what is wrong: {all}"
+    );
     assert!(all.contains("1 of 2 datasets failed"), "{all}");
     let pool = pool(&db).await;
     assert!(!table_exists(&pool, "ot.target").await);
@@ -222,11 +261,22 @@ async fn a_release_without_a_manifest_loads_only_with_allow_unverified() {
     let db = TestDb::create().await;
     let env = Env::new();
     write_plugin(&env, &mirror.url(Via::Http), "ot", &[target_entry()]);
-    let args = ["run", "ot", "target", "--release", "25.03", "--db", db.url()];
+    let args = [
+        "run",
+        "ot",
+        "target",
+        "--release",
+        "25.03",
+        "--db",
+        db.url(),
+    ];
     let out = mirror.run(&env, &args);
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
-    assert!(all.contains("--allow-unverified"), "says how to go on: {all}");
+    assert!(
+        all.contains("--allow-unverified"),
+        "says how to go on: {all}"
+    );
     let pool = pool(&db).await;
     assert!(!table_exists(&pool, "ot.target").await);
 
@@ -242,11 +292,10 @@ async fn a_release_without_a_manifest_loads_only_with_allow_unverified() {
     .await
     .unwrap();
     assert!(!verified, "the ledger says unverified");
-    let statuses: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT status FROM psystem.files")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT DISTINCT status FROM psystem.files")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     assert_eq!(statuses, vec!["unverified".to_string()]);
 }
 
@@ -269,7 +318,15 @@ async fn a_cut_connection_resumes_from_the_partial_file_over_http_and_ftp() {
         // The cut happens on the first data file fetched; psystem retries from the partial file.
         let out = mirror.run(
             &env,
-            &["run", "ot", "target", "--release", "25.03", "--db", db.url()],
+            &[
+                "run",
+                "ot",
+                "target",
+                "--release",
+                "25.03",
+                "--db",
+                db.url(),
+            ],
         );
         let all = text(&out);
         assert!(out.status.success(), "{via:?}: {all}");
@@ -288,7 +345,9 @@ async fn a_cut_connection_resumes_from_the_partial_file_over_http_and_ftp() {
                     .http
                     .requests()
                     .into_iter()
-                    .filter(|r| r.method == "GET" && r.range.as_deref().is_some_and(|x| x != "bytes=0-"))
+                    .filter(|r| {
+                        r.method == "GET" && r.range.as_deref().is_some_and(|x| x != "bytes=0-")
+                    })
                     .collect();
                 assert!(
                     !resumed.is_empty(),
@@ -297,7 +356,9 @@ async fn a_cut_connection_resumes_from_the_partial_file_over_http_and_ftp() {
                 );
                 assert!(
                     resumed.iter().any(|r| r.path.ends_with(&name)
-                        && r.range.as_deref().is_some_and(|x| x.starts_with("bytes=4096-"))),
+                        && r.range
+                            .as_deref()
+                            .is_some_and(|x| x.starts_with("bytes=4096-"))),
                     "{resumed:?}"
                 );
             }
@@ -344,11 +405,7 @@ async fn units_done(pool: &PgPool) -> i64 {
 }
 
 /// Starts psystem with `args` and waits until at least one work unit (of 8) is done and not all are.
-async fn start_and_wait_for_a_unit(
-    env: &Env,
-    args: &[&str],
-    pool: &PgPool,
-) -> std::process::Child {
+async fn start_and_wait_for_a_unit(env: &Env, args: &[&str], pool: &PgPool) -> std::process::Child {
     let mut child = env
         .cmd()
         .args(args)
@@ -360,7 +417,10 @@ async fn start_and_wait_for_a_unit(
     loop {
         let done = units_done(pool).await;
         if done >= 1 {
-            assert!(done < 8, "the whole load finished before it could be stopped");
+            assert!(
+                done < 8,
+                "the whole load finished before it could be stopped"
+            );
             return child;
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -381,7 +441,17 @@ async fn kill_9_mid_load_then_resume_ends_identical_to_a_clean_load() {
 
     // The clean load.
     let clean = TestDb::create().await;
-    let out = env.run(&["run", "ot", "entity", "--release", "25.03", "--workers", "1", "--db", clean.url()]);
+    let out = env.run(&[
+        "run",
+        "ot",
+        "entity",
+        "--release",
+        "25.03",
+        "--workers",
+        "1",
+        "--db",
+        clean.url(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let clean_pool = pool(&clean).await;
     let expected = digest(&clean_pool, "ot.entity", "id").await;
@@ -392,17 +462,31 @@ async fn kill_9_mid_load_then_resume_ends_identical_to_a_clean_load() {
     let pool = pool(&db).await;
     let env = Env::new();
     write_plugin(&env, &url, "ot", &[bench_entry()]);
-    let args = ["run", "ot", "entity", "--release", "25.03", "--workers", "1", "--db", db.url()];
+    let args = [
+        "run",
+        "ot",
+        "entity",
+        "--release",
+        "25.03",
+        "--workers",
+        "1",
+        "--db",
+        db.url(),
+    ];
     let mut child = start_and_wait_for_a_unit(&env, &args, &pool).await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let done_before: Vec<String> =
-        sqlx::query_scalar("SELECT unit_key FROM psystem.work_units WHERE state = 'done' ORDER BY unit_key")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let done_before: Vec<String> = sqlx::query_scalar(
+        "SELECT unit_key FROM psystem.work_units WHERE state = 'done' ORDER BY unit_key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert!(!done_before.is_empty() && done_before.len() < 8);
-    assert!(!table_exists(&pool, "ot.entity").await, "the table appears only when the load finishes");
+    assert!(
+        !table_exists(&pool, "ot.entity").await,
+        "the table appears only when the load finishes"
+    );
     let status = std::fs::read_to_string(env.home.path().join("status.yaml")).unwrap();
     assert!(status.contains("ot/entity"), "{status}");
 
@@ -437,7 +521,17 @@ async fn ctrl_c_pauses_at_a_unit_boundary_and_resume_completes() {
     let pool = pool(&db).await;
     let env = Env::new();
     write_plugin(&env, &url, "ot", &[bench_entry()]);
-    let args = ["run", "ot", "entity", "--release", "25.03", "--workers", "1", "--db", db.url()];
+    let args = [
+        "run",
+        "ot",
+        "entity",
+        "--release",
+        "25.03",
+        "--workers",
+        "1",
+        "--db",
+        db.url(),
+    ];
     let child = start_and_wait_for_a_unit(&env, &args, &pool).await;
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -445,7 +539,12 @@ async fn ctrl_c_pauses_at_a_unit_boundary_and_resume_completes() {
         .unwrap();
     assert!(sent.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "exit 3 = paused: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit 3 = paused: {}",
+        text(&out)
+    );
     let status = env.status();
     let job = &status["jobs"]["ot/entity"];
     assert_eq!(job["state"].as_str(), Some("paused"), "{status:?}");
@@ -456,7 +555,10 @@ async fn ctrl_c_pauses_at_a_unit_boundary_and_resume_completes() {
     let out = env.run(&["resume", "--db", db.url()]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(count(&pool, "ot.entity").await, 160_000);
-    assert_eq!(env.status()["jobs"]["ot/entity"]["state"].as_str(), Some("completed"));
+    assert_eq!(
+        env.status()["jobs"]["ot/entity"]["state"].as_str(),
+        Some("completed")
+    );
 }
 
 fn drift_batch(n: ArrayRef, f: ArrayRef, last: (&str, &[Option<&str>])) -> RecordBatch {
@@ -464,7 +566,10 @@ fn drift_batch(n: ArrayRef, f: ArrayRef, last: (&str, &[Option<&str>])) -> Recor
         ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
         ("n", n),
         ("f", f),
-        (last.0, Arc::new(StringArray::from(last.1.to_vec())) as ArrayRef),
+        (
+            last.0,
+            Arc::new(StringArray::from(last.1.to_vec())) as ArrayRef,
+        ),
     ])
 }
 
@@ -500,7 +605,10 @@ async fn schema_drift_across_releases_adds_widens_keeps_and_refuses() {
             ("id", Arc::new(Int64Array::from(vec![1, 2, 4])) as ArrayRef),
             ("n", Arc::new(Int64Array::from(vec![10, 5_000_000_000, 40]))),
             ("f", Arc::new(Float64Array::from(vec![0.5, 1.25, 4.125]))),
-            ("added", Arc::new(StringArray::from(vec![Some("x"), None, Some("z")]))),
+            (
+                "added",
+                Arc::new(StringArray::from(vec![Some("x"), None, Some("z")])),
+            ),
         ]),
     );
     // 25.09: `n` becomes boolean — neither type widens to the other.
@@ -525,7 +633,12 @@ async fn schema_drift_across_releases_adds_widens_keeps_and_refuses() {
         mode: "merge",
         primary_key: &["id"],
     };
-    write_plugin(&env, &format!("file://{}/", root.path().display()), "ot", &[entry]);
+    write_plugin(
+        &env,
+        &format!("file://{}/", root.path().display()),
+        "ot",
+        &[entry],
+    );
     let run = |release: &str, extra: &[&str]| {
         let mut args = vec!["run", "ot", "drift", "--release", release, "--db", db.url()];
         args.extend_from_slice(extra);
@@ -549,7 +662,10 @@ async fn schema_drift_across_releases_adds_widens_keeps_and_refuses() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains("new columns: added"), "{all}");
     assert!(all.contains("n widened"), "{all}");
-    assert!(all.contains("gone"), "reports the column that disappeared: {all}");
+    assert!(
+        all.contains("gone"),
+        "reports the column that disappeared: {all}"
+    );
     assert_eq!(
         column_types(&pool, "drift").await,
         vec![
@@ -560,7 +676,8 @@ async fn schema_drift_across_releases_adds_widens_keeps_and_refuses() {
             ("added".into(), "text".into())
         ]
     );
-    let rows: Vec<(i64, i64, f64, Option<String>, Option<String>)> =
+    type DriftRow = (i64, i64, f64, Option<String>, Option<String>);
+    let rows: Vec<DriftRow> =
         sqlx::query_as("SELECT id, n, f, gone, added FROM ot.drift ORDER BY id")
             .fetch_all(&pool)
             .await
@@ -583,10 +700,20 @@ async fn schema_drift_across_releases_adds_widens_keeps_and_refuses() {
         all.contains("\"n\"") || all.contains(" n "),
         "names the column: {all}"
     );
-    assert!(all.contains("bigint") && all.contains("boolean"), "names both types: {all}");
+    assert!(
+        all.contains("bigint") && all.contains("boolean"),
+        "names both types: {all}"
+    );
     assert!(all.contains("--allow-casts"), "{all}");
-    assert_eq!(digest(&pool, "ot.drift", "id").await, before, "nothing changed");
-    assert_eq!(column_types(&pool, "drift").await[1], ("n".into(), "bigint".into()));
+    assert_eq!(
+        digest(&pool, "ot.drift", "id").await,
+        before,
+        "nothing changed"
+    );
+    assert_eq!(
+        column_types(&pool, "drift").await[1],
+        ("n".into(), "bigint".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -604,7 +731,10 @@ async fn a_hostile_column_name_loads_as_a_column_of_that_name() {
     );
     let db = TestDb::create().await;
     let pool = pool(&db).await;
-    sqlx::query("CREATE TABLE x (keep int)").execute(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE x (keep int)")
+        .execute(&pool)
+        .await
+        .unwrap();
     let env = Env::new();
     let entry = Entry {
         key: "hostile",
@@ -613,11 +743,28 @@ async fn a_hostile_column_name_loads_as_a_column_of_that_name() {
         mode: "replace",
         primary_key: &["id"],
     };
-    write_plugin(&env, &format!("file://{}/", root.path().display()), "ot", &[entry]);
-    let out = env.run(&["run", "ot", "hostile", "--release", "25.03", "--db", db.url()]);
+    write_plugin(
+        &env,
+        &format!("file://{}/", root.path().display()),
+        "ot",
+        &[entry],
+    );
+    let out = env.run(&[
+        "run",
+        "ot",
+        "hostile",
+        "--release",
+        "25.03",
+        "--db",
+        db.url(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(table_exists(&pool, "public.x").await, "x is still there");
-    let cols: Vec<String> = column_types(&pool, "hostile").await.into_iter().map(|c| c.0).collect();
+    let cols: Vec<String> = column_types(&pool, "hostile")
+        .await
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
     assert_eq!(cols, vec!["id".to_string(), hostile.to_string()]);
     let values: Vec<String> =
         sqlx::query_scalar("SELECT \"a\"\"; DROP TABLE x; --\" FROM ot.hostile ORDER BY id")
@@ -635,15 +782,25 @@ async fn duplicate_keys_are_reported_with_examples_and_nothing_is_loaded() {
         "25.03",
         "dups",
         &batch(vec![
-            ("id", Arc::new(Int64Array::from(vec![1, 2, 3, 2, 3, 3])) as ArrayRef),
-            ("name", Arc::new(StringArray::from(vec!["a", "b", "c", "b2", "c2", "c3"]))),
+            (
+                "id",
+                Arc::new(Int64Array::from(vec![1, 2, 3, 2, 3, 3])) as ArrayRef,
+            ),
+            (
+                "name",
+                Arc::new(StringArray::from(vec!["a", "b", "c", "b2", "c2", "c3"])),
+            ),
         ]),
     );
     let db = TestDb::create().await;
     let pool = pool(&db).await;
     let env = Env::new();
     // Twice with replace (the second run meets the first's failed load), then with merge (--restart: a new mode).
-    for (mode, extra) in [("replace", None), ("replace", None), ("merge", Some("--restart"))] {
+    for (mode, extra) in [
+        ("replace", None),
+        ("replace", None),
+        ("merge", Some("--restart")),
+    ] {
         let entry = Entry {
             key: "dups",
             dataset: "dups",
@@ -651,19 +808,28 @@ async fn duplicate_keys_are_reported_with_examples_and_nothing_is_loaded() {
             mode,
             primary_key: &["id"],
         };
-        write_plugin(&env, &format!("file://{}/", root.path().display()), "ot", &[entry]);
+        write_plugin(
+            &env,
+            &format!("file://{}/", root.path().display()),
+            "ot",
+            &[entry],
+        );
         let mut args = vec!["run", "ot", "dups", "--release", "25.03", "--db", db.url()];
         args.extend(extra);
         let out = env.run(&args);
         let all = text(&out);
         assert!(!out.status.success(), "{mode}: {all}");
         assert!(all.contains("more than once"), "{mode}: {all}");
-        assert!(all.contains("(3) ×3") && all.contains("(2) ×2"), "{mode}: examples: {all}");
+        assert!(
+            all.contains("(3) ×3") && all.contains("(2) ×2"),
+            "{mode}: examples: {all}"
+        );
         assert!(!table_exists(&pool, "ot.dups").await, "{mode}");
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'ot'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'ot'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         assert_eq!(left, 0, "{mode}: no staging table is left behind");
     }
 }
@@ -675,7 +841,15 @@ async fn a_loaded_release_is_skipped_unless_forced() {
     let pool = pool(&db).await;
     let env = Env::new();
     write_plugin(&env, &mirror.url(Via::Gcs), "ot", &[target_entry()]);
-    let args = ["run", "ot", "target", "--release", "25.03", "--db", db.url()];
+    let args = [
+        "run",
+        "ot",
+        "target",
+        "--release",
+        "25.03",
+        "--db",
+        db.url(),
+    ];
     let out = mirror.run(&env, &args);
     assert!(out.status.success(), "{}", text(&out));
     let out = mirror.run(&env, &args);
@@ -690,7 +864,10 @@ async fn a_loaded_release_is_skipped_unless_forced() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(loads, 2, "the skipped run loaded nothing, --force loaded again");
+    assert_eq!(
+        loads, 2,
+        "the skipped run loaded nothing, --force loaded again"
+    );
     assert_eq!(count(&pool, "ot.target").await, 317);
 }
 
@@ -705,9 +882,13 @@ async fn verify_records_every_file_and_suggest_keys_finds_the_unique_ones() {
     let pool = pool(&db).await;
     let env = Env::new();
     write_plugin(&env, &mirror.url(Via::Ftp), "ot", &[target_entry()]);
-    let out = mirror.run(&env, &["releases", "verify", "ot", "24.09", "--db", db.url()]);
+    let out = mirror.run(
+        &env,
+        &["releases", "verify", "ot", "24.09", "--db", db.url()],
+    );
     assert!(out.status.success(), "{}", text(&out));
-    let manifest = std::fs::read_to_string(mirror.release("24.09").join("release_data_integrity")).unwrap();
+    let manifest =
+        std::fs::read_to_string(mirror.release("24.09").join("release_data_integrity")).unwrap();
     let recorded: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT path, expected, computed FROM psystem.files WHERE release = '24.09' AND status = 'verified' ORDER BY path",
     )
@@ -717,13 +898,24 @@ async fn verify_records_every_file_and_suggest_keys_finds_the_unique_ones() {
     assert_eq!(recorded.len(), manifest.lines().count(), "{recorded:?}");
     for (path, expected, computed) in &recorded {
         assert_eq!(expected, computed, "{path}");
-        assert!(manifest.contains(&format!("{expected}  ./{}", path.trim_start_matches("./"))), "{path}");
+        assert!(
+            manifest.contains(&format!("{expected}  ./{}", path.trim_start_matches("./"))),
+            "{path}"
+        );
     }
 
     let out = mirror.run(
         &env,
         &[
-            "--json", "releases", "show", "ot", "25.03", "--suggest-keys", "--dataset", "target", "--dataset",
+            "--json",
+            "releases",
+            "show",
+            "ot",
+            "25.03",
+            "--suggest-keys",
+            "--dataset",
+            "target",
+            "--dataset",
             "disease",
         ],
     );
@@ -747,6 +939,12 @@ async fn verify_records_every_file_and_suggest_keys_finds_the_unique_ones() {
     assert!(keys_of("disease").contains(&vec!["id".to_string()]), "{v}");
     // Columns with repeats or NULLs are rejected, with the reason.
     let rejected = v["datasets"][0]["keys"]["rejected"].to_string();
-    assert!(rejected.contains("approvedSymbol") && rejected.contains("Y_RNA"), "{rejected}");
-    assert!(rejected.contains("canonicalTranscript_id") && rejected.contains("NULL"), "{rejected}");
+    assert!(
+        rejected.contains("approvedSymbol") && rejected.contains("Y_RNA"),
+        "{rejected}"
+    );
+    assert!(
+        rejected.contains("canonicalTranscript_id") && rejected.contains("NULL"),
+        "{rejected}"
+    );
 }

@@ -9,6 +9,7 @@ use std::process::Output;
 
 use psystem_testkit::ftp::FtpServer;
 use psystem_testkit::mirror::MirrorServer;
+#[allow(unused_imports)]
 pub use psystem_testkit::opentargets::{build_release, write_integrity, OtLayout, DATASETS};
 
 use super::Env;
@@ -84,7 +85,10 @@ impl Mirror {
     pub fn parquet_file(&self, release: &str, layout: OtLayout, dataset: &str) -> PathBuf {
         let d = DATASETS.iter().find(|d| d.name == dataset).unwrap();
         let folder = match layout {
-            OtLayout::EtlParquet => self.release(release).join("output/etl/parquet").join(d.legacy_name),
+            OtLayout::EtlParquet => self
+                .release(release)
+                .join("output/etl/parquet")
+                .join(d.legacy_name),
             OtLayout::Output => self.release(release).join("output").join(d.name),
         };
         let mut found = Vec::new();

@@ -155,8 +155,8 @@ pub enum ReleaseEvent {
     },
     /// A dataset ended.
     DatasetFinished {
-        /// The outcome.
-        outcome: DatasetOutcome,
+        /// The outcome (boxed: it is much larger than the other events).
+        outcome: Box<DatasetOutcome>,
     },
 }
 
@@ -337,7 +337,7 @@ impl Shared {
         }
         let _ = self.write_status(&key, &job, &outcome);
         let _ = self.events.send(ReleaseEvent::DatasetFinished {
-            outcome: outcome.clone(),
+            outcome: Box::new(outcome.clone()),
         });
         outcome
     }
@@ -613,7 +613,7 @@ impl Shared {
                             &self.release,
                             file,
                             entry,
-                            &cancel,
+                            cancel,
                             &mut on_bytes,
                         )
                         .await

@@ -39,9 +39,13 @@ pub struct KeyReport {
     pub rejected: Vec<(Vec<String>, String)>,
 }
 
-/// Examines the dataset's local files (path, release path for errors, partitions).
+/// One local file of a dataset: its path in the cache, its path in the release (for errors) and its Hive
+/// partition values (`key`, `value`).
+pub type LocalFile = (PathBuf, String, Vec<(String, String)>);
+
+/// Examines the dataset's local files.
 pub fn suggest_keys(
-    files: &[(PathBuf, String, Vec<(String, String)>)],
+    files: &[LocalFile],
     schema: &DatasetSchema,
 ) -> Result<KeyReport, ReleaseError> {
     let mut candidates: Vec<usize> = schema

@@ -57,7 +57,7 @@ pub async fn list_releases(transport: &Transport) -> Result<Vec<ReleaseName>, Re
             url: transport.base_url().to_string(),
         });
     }
-    names.sort_by(|a, b| b.0.cmp(&a.0));
+    names.sort_by_key(|n| std::cmp::Reverse(n.0));
     names.dedup_by(|a, b| a.0 == b.0);
     Ok(names
         .into_iter()

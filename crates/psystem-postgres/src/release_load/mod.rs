@@ -654,10 +654,14 @@ impl DatasetLoad {
     ) -> Result<UnitReport, DestinationError> {
         let started = Instant::now();
         let load_id = self.load_id;
-        let mut tx = dest.pool().begin().await.map_err(DestinationError::db(format!(
-            "copying unit {:?} of load #{load_id}: begin",
-            unit.key
-        )))?;
+        let mut tx = dest
+            .pool()
+            .begin()
+            .await
+            .map_err(DestinationError::db(format!(
+                "copying unit {:?} of load #{load_id}: begin",
+                unit.key
+            )))?;
         // Every error path rolls back here, explicitly: a dropped transaction only queues its ROLLBACK, and
         // until that runs the unit's row lock would make the next worker see it as "being copied".
         match self.copy_unit_in(&mut tx, unit, &mut batches).await {
@@ -1000,7 +1004,12 @@ impl DatasetLoad {
         // staging table for NULL and duplicate keys beforehand costs as much as building the key's index. Only
         // when the database refuses them is the work rolled back to here and the staging table searched for
         // examples to report.
-        exec(&mut *tx, "SAVEPOINT psystem_finish", &ctx("set a savepoint")).await?;
+        exec(
+            &mut *tx,
+            "SAVEPOINT psystem_finish",
+            &ctx("set a savepoint"),
+        )
+        .await?;
         let applied = self.apply(&mut *tx, &mut report).await;
         match applied {
             Ok(()) => {}
@@ -1084,12 +1093,10 @@ impl DatasetLoad {
                 let evolution = evolve::plan(table, &spec.schema, &existing, spec.allow_casts)?;
                 match spec.mode {
                     LoadMode::Replace => {
-                        self.replace(tx, oid, &existing, &evolution, report)
-                            .await?
+                        self.replace(tx, oid, &existing, &evolution, report).await?
                     }
                     LoadMode::Merge | LoadMode::Append => {
-                        self.merge(tx, &existing, &evolution, report)
-                            .await?
+                        self.merge(tx, &existing, &evolution, report).await?
                     }
                 }
             }

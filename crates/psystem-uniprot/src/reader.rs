@@ -1,0 +1,355 @@
+//! Streaming over a UniProtKB flat file one entry at a time.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ParseError, ParseErrorKind};
+use crate::model::Entry;
+use crate::parse::parse_entry_text;
+
+/// Bytes asked of the underlying reader per read.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// An entry longer than this (no `//` line within it) stops the reader: the input is not a flat file.
+/// The largest Swiss-Prot entries are a few MiB.
+pub const MAX_ENTRY_BYTES: usize = 256 * 1024 * 1024;
+
+/// Reads UniProtKB flat-file entries from a byte stream, one at a time.
+///
+/// Memory is bounded by one entry's text plus one read chunk (256 KiB): the reader keeps the bytes of the entry
+/// being parsed and what was read past its `//` line, nothing else. As an [`Iterator`] it yields
+/// `Result<Entry, ParseError>`:
+/// - an entry that fails to parse yields `Err` and the reader continues with the entry after its `//` line (or,
+///   when an entry lost its `//`, with the next `ID` line), so the caller decides to skip-and-count or stop;
+/// - a read error (file, gzip, network) yields one `Err` whose kind is [`ParseErrorKind::Io`], then `None`.
+///
+/// Blank lines between entries are ignored. Line numbers in errors are 1-based over the whole (decompressed)
+/// stream. `R` is any [`Read`]; a `BufRead` is not needed (the reader buffers itself).
+pub struct EntryReader<R> {
+    inner: R,
+    /// Read buffer; `buf[..end]` holds data, the rest is room for the next read.
+    buf: Vec<u8>,
+    end: usize,
+    /// Start of the next entry in `buf`.
+    pos: usize,
+    /// Absolute index in `buf` from which the terminator search resumes.
+    scanned: usize,
+    eof: bool,
+    done: bool,
+    /// 1-based line number of `buf[pos]`.
+    line: u64,
+    /// Bytes drained from the front of `buf`.
+    drained: u64,
+    source: Option<Arc<Path>>,
+    entries: u64,
+}
+
+impl<R: Read> EntryReader<R> {
+    /// A reader over `inner` (plain flat-file text; use [`open_path`] for files that may be gzip-compressed, or
+    /// wrap a `flate2::read::MultiGzDecoder` yourself).
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buf: vec![0; READ_CHUNK * 2],
+            end: 0,
+            pos: 0,
+            scanned: 0,
+            eof: false,
+            done: false,
+            line: 1,
+            drained: 0,
+            source: None,
+            entries: 0,
+        }
+    }
+
+    /// Name the source in errors (usually the file path).
+    pub fn with_source_name(mut self, name: impl Into<PathBuf>) -> Self {
+        self.source = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// The source name given to [`Self::with_source_name`] or [`open_path`].
+    pub fn source_name(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// Bytes of the (decompressed) stream consumed so far: the end of the last entry returned or skipped.
+    pub fn bytes_consumed(&self) -> u64 {
+        self.drained + self.pos as u64
+    }
+
+    /// Entries returned or reported as errors so far.
+    pub fn entries_seen(&self) -> u64 {
+        self.entries
+    }
+
+    /// 1-based line number where the next entry starts.
+    pub fn next_line(&self) -> u64 {
+        self.line
+    }
+
+    /// Read every remaining entry, handing each parsed one to `on_entry`.
+    ///
+    /// With [`ErrorPolicy::Skip`] an entry that fails to parse is counted and listed in the report (and logged
+    /// with `tracing::warn!`), and reading continues; with [`ErrorPolicy::Fail`] the first such error is returned.
+    /// Read errors are always returned.
+    pub fn for_each_entry(
+        &mut self,
+        policy: ErrorPolicy,
+        mut on_entry: impl FnMut(Entry),
+    ) -> Result<ParseReport, ParseError> {
+        let mut report = ParseReport::default();
+        for item in self.by_ref() {
+            match item {
+                Ok(entry) => {
+                    report.parsed += 1;
+                    on_entry(entry);
+                }
+                Err(e) if e.is_io() || policy == ErrorPolicy::Fail => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a malformed UniProt entry");
+                    report.record_skipped(&e);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn error(
+        &self,
+        line: u64,
+        kind: ParseErrorKind,
+        accession: Option<String>,
+        entry_name: Option<String>,
+    ) -> ParseError {
+        ParseError {
+            file: self.source.clone(),
+            accession,
+            entry_name,
+            line,
+            kind,
+        }
+    }
+
+    /// Read more bytes into `buf` (compacting first). Sets `eof` when the stream ends.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.pos > 0 && self.pos * 2 >= self.end {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.drained += self.pos as u64;
+            self.scanned = self.scanned.saturating_sub(self.pos);
+            self.pos = 0;
+        }
+        if self.buf.len() - self.end < READ_CHUNK / 2 {
+            let grown = (self.buf.len() * 2).max(self.end + READ_CHUNK);
+            self.buf.resize(grown, 0);
+        }
+        let n = loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.end += n;
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(())
+    }
+
+    /// Skip blank lines, then find the end (exclusive) of the next entry in `buf`: just past the line feed of its
+    /// `//` line, or the end of the stream. `Ok(None)` at the end of the stream.
+    fn next_entry_end(&mut self) -> Result<Option<usize>, ParseError> {
+        // Blank lines between entries.
+        loop {
+            if self.pos == self.end {
+                if self.eof {
+                    return Ok(None);
+                }
+                self.fill()
+                    .map_err(|e| self.error(self.line, e.into(), None, None))?;
+                continue;
+            }
+            match memchr::memchr(b'\n', &self.buf[self.pos..self.end]) {
+                Some(i) => {
+                    if self.buf[self.pos..self.pos + i]
+                        .iter()
+                        .all(u8::is_ascii_whitespace)
+                    {
+                        self.pos += i + 1;
+                        self.line += 1;
+                        continue;
+                    }
+                    break;
+                }
+                None if self.eof => {
+                    if self.buf[self.pos..self.end]
+                        .iter()
+                        .all(u8::is_ascii_whitespace)
+                    {
+                        self.pos = self.end;
+                        return Ok(None);
+                    }
+                    break;
+                }
+                None => self
+                    .fill()
+                    .map_err(|e| self.error(self.line, e.into(), None, None))?,
+            }
+        }
+        self.scanned = self.scanned.max(self.pos);
+        loop {
+            let term = if self.buf[self.pos..self.end].starts_with(b"//") {
+                Some(self.pos)
+            } else {
+                memchr::memmem::find(&self.buf[self.scanned..self.end], b"\n//")
+                    .map(|i| self.scanned + i + 1)
+            };
+            match term {
+                Some(t) => match memchr::memchr(b'\n', &self.buf[t..self.end]) {
+                    Some(i) => return Ok(Some(t + i + 1)),
+                    None if self.eof => return Ok(Some(self.end)),
+                    None => self.scanned = t.saturating_sub(1).max(self.pos),
+                },
+                None if self.eof => return Ok(Some(self.end)),
+                None => self.scanned = self.end.saturating_sub(2).max(self.pos),
+            }
+            if self.end - self.pos > MAX_ENTRY_BYTES {
+                return Err(self.error(
+                    self.line,
+                    ParseErrorKind::Io(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "no // line within {MAX_ENTRY_BYTES} bytes: not a UniProtKB flat file"
+                        ),
+                    )),
+                    None,
+                    None,
+                ));
+            }
+            let before = self.pos;
+            self.fill()
+                .map_err(|e| self.error(self.line, e.into(), None, None))?;
+            debug_assert!(self.pos <= before);
+        }
+    }
+}
+
+impl<R: Read> Iterator for EntryReader<R> {
+    type Item = Result<Entry, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let end = match self.next_entry_end() {
+            Ok(Some(end)) => end,
+            Ok(None) => {
+                self.done = true;
+                return None;
+            }
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        self.entries += 1;
+        let text = &self.buf[self.pos..end];
+        match parse_entry_text(text) {
+            Ok((entry, lines)) => {
+                self.line += lines;
+                self.pos = end;
+                Some(Ok(entry))
+            }
+            Err(f) => {
+                let consumed = f.resume_at.unwrap_or(text.len());
+                let lines = memchr::memchr_iter(b'\n', &text[..consumed]).count() as u64;
+                let err = self.error(
+                    self.line + f.line_in_entry - 1,
+                    f.kind,
+                    f.accession,
+                    f.entry_name,
+                );
+                self.line += lines;
+                self.pos += consumed;
+                self.scanned = self.pos;
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+/// Open a UniProtKB flat file, plain or gzip-compressed (detected by the magic bytes `1f 8b`; multi-member gzip
+/// files such as `uniprot_sprot.dat.gz` are read through `flate2::read::MultiGzDecoder`). Errors name the path.
+///
+/// Errors: [`ParseErrorKind::Io`] when the file cannot be opened or its first bytes read.
+pub fn open_path(path: impl AsRef<Path>) -> Result<EntryReader<Box<dyn Read + Send>>, ParseError> {
+    let path = path.as_ref();
+    let io_err = |e: io::Error| ParseError {
+        file: Some(Arc::from(path)),
+        accession: None,
+        entry_name: None,
+        line: 0,
+        kind: ParseErrorKind::Io(e),
+    };
+    let mut file = BufReader::with_capacity(READ_CHUNK, File::open(path).map_err(io_err)?);
+    let gzip = file.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
+    let inner: Box<dyn Read + Send> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    Ok(EntryReader::new(inner).with_source_name(path))
+}
+
+/// What to do with an entry that fails to parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorPolicy {
+    /// Count it, list it in the [`ParseReport`], and go on with the next entry.
+    Skip,
+    /// Stop at the first malformed entry and return its error.
+    Fail,
+}
+
+/// Counts of a pass over a flat file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParseReport {
+    /// Entries parsed.
+    pub parsed: u64,
+    /// Entries skipped because they failed to parse.
+    pub skipped: u64,
+    /// Every skipped entry, in stream order.
+    pub skipped_entries: Vec<SkippedEntry>,
+}
+
+impl ParseReport {
+    /// Count a skipped entry and list it.
+    pub fn record_skipped(&mut self, error: &ParseError) {
+        self.skipped += 1;
+        self.skipped_entries.push(SkippedEntry {
+            accession: error.accession.clone(),
+            entry_name: error.entry_name.clone(),
+            line: error.line,
+            message: error.kind.to_string(),
+        });
+    }
+}
+
+/// One entry skipped under [`ErrorPolicy::Skip`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedEntry {
+    /// Primary accession, when the AC line was read before the error.
+    pub accession: Option<String>,
+    /// Entry name, when the ID line was read.
+    pub entry_name: Option<String>,
+    /// 1-based line number in the stream of the offending line.
+    pub line: u64,
+    /// What was wrong.
+    pub message: String,
+}
