@@ -258,6 +258,9 @@ pub struct FloorSpec {
     pub runs: usize,
     /// Keep the table (holding the last run's rows) instead of dropping it at the end.
     pub keep_table: bool,
+    /// Also time `ALTER TABLE … ADD PRIMARY KEY (<these columns>)` after each run's COPY: the keyed floor, the
+    /// same end state as a first load with a primary key (the key is dropped again before the next run).
+    pub primary_key: Vec<String>,
 }
 
 /// The floor's measurement.
@@ -275,6 +278,12 @@ pub struct FloorResult {
     pub server_version: String,
     /// `pg_total_relation_size` of the table after the last run, bytes.
     pub table_bytes: i64,
+    /// With [`FloorSpec::primary_key`]: seconds of each run's COPY + ADD PRIMARY KEY, in run order.
+    pub keyed_run_seconds: Vec<f64>,
+    /// The best keyed run, seconds (`None` without a primary key).
+    pub keyed_best_seconds: Option<f64>,
+    /// `rows / keyed_best_seconds`.
+    pub keyed_rows_per_s: Option<f64>,
 }
 
 /// Creates the unindexed table for `encoded.schema` and times `COPY <table> FROM '<copy_file>' (FORMAT binary)`
@@ -316,9 +325,23 @@ pub async fn run_floor(
         encoded.copy_file.display().to_string().replace('\'', "''")
     );
     let mut run_seconds = Vec::new();
+    let mut keyed_run_seconds = Vec::new();
+    let key_columns = spec
+        .primary_key
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let constraint = quote_ident(&format!("{}_floor_pkey", spec.table));
+    let add_key = format!("ALTER TABLE {table} ADD CONSTRAINT {constraint} PRIMARY KEY ({key_columns})");
+    let drop_key = format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {constraint}");
     let result = async {
         for run in 0..spec.runs.max(1) {
-            let prepare = format!("TRUNCATE {table}; CHECKPOINT");
+            let prepare = if spec.primary_key.is_empty() {
+                format!("TRUNCATE {table}; CHECKPOINT")
+            } else {
+                format!("{drop_key}; TRUNCATE {table}; CHECKPOINT")
+            };
             conn.execute(prepare.as_str())
                 .await
                 .map_err(db(prepare.clone()))?;
@@ -336,6 +359,14 @@ pub async fn run_floor(
             }
             tracing::info!(run, seconds, rows = encoded.rows, "floor COPY run");
             run_seconds.push(seconds);
+            if !spec.primary_key.is_empty() {
+                conn.execute(add_key.as_str())
+                    .await
+                    .map_err(db(add_key.clone()))?;
+                let keyed = started.elapsed().as_secs_f64();
+                tracing::info!(run, seconds = keyed, "floor COPY + primary key run");
+                keyed_run_seconds.push(keyed);
+            }
         }
         let size = format!(
             "SELECT pg_total_relation_size('{}')",
@@ -357,6 +388,7 @@ pub async fn run_floor(
     let _ = conn.close().await;
     let table_bytes = result?;
     let best_seconds = run_seconds.iter().copied().fold(f64::INFINITY, f64::min);
+    let keyed_best_seconds = keyed_run_seconds.iter().copied().reduce(f64::min);
     Ok(FloorResult {
         rows: encoded.rows,
         rows_per_s: encoded.rows as f64 / best_seconds,
@@ -364,5 +396,8 @@ pub async fn run_floor(
         best_seconds,
         server_version,
         table_bytes,
+        keyed_rows_per_s: keyed_best_seconds.map(|s| encoded.rows as f64 / s),
+        keyed_run_seconds,
+        keyed_best_seconds,
     })
 }

@@ -66,6 +66,7 @@ async fn floor_loads_every_row_as_psystem_flattens_it() {
         table: "bench floor".into(), // needs quoting
         runs: 2,
         keep_table: true,
+        primary_key: vec!["id".into()],
     };
     let result = run_floor(&spec, &encoded).await.unwrap();
     assert_eq!(result.rows, 2000);
@@ -74,6 +75,12 @@ async fn floor_loads_every_row_as_psystem_flattens_it() {
     assert!(result.rows_per_s > 0.0);
     assert!(result.table_bytes > 0);
     assert!(result.server_version.starts_with(char::is_numeric));
+    // The keyed floor: each run's COPY + ADD PRIMARY KEY, never shorter than its COPY.
+    assert_eq!(result.keyed_run_seconds.len(), 2);
+    for (keyed, copy) in result.keyed_run_seconds.iter().zip(&result.run_seconds) {
+        assert!(keyed >= copy, "{keyed} < {copy}");
+    }
+    assert!(result.keyed_best_seconds.unwrap() >= result.best_seconds);
 
     // Column types are the ones psystem would create.
     let mut conn = PgConnection::connect(db.url()).await.unwrap();
@@ -171,6 +178,7 @@ async fn floor_drops_its_table_unless_kept() {
         table: "bench_floor".into(),
         runs: 1,
         keep_table: false,
+        primary_key: Vec::new(),
     };
     run_floor(&spec, &encoded).await.unwrap();
     let mut conn = PgConnection::connect(db.url()).await.unwrap();
@@ -203,6 +211,7 @@ async fn floor_reports_a_file_the_server_cannot_read() {
         table: "bench_floor".into(),
         runs: 1,
         keep_table: false,
+        primary_key: Vec::new(),
     };
     match run_floor(&spec, &encoded).await {
         Err(e @ FloorError::Database { .. }) => {
@@ -264,6 +273,7 @@ async fn floor_errors_name_what_failed() {
         table: "t".into(),
         runs: 1,
         keep_table: false,
+        primary_key: Vec::new(),
     };
     match run_floor(&spec, &encoded).await {
         Err(e @ FloorError::Database { .. }) => {
