@@ -300,6 +300,81 @@ async fn a_release_without_a_manifest_loads_only_with_allow_unverified() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn per_file_md5_checksums_verify_a_release_without_a_manifest() {
+    let mirror = Mirror::start(&[("25.03", OtLayout::Output, &["target"])]).await;
+    for f in ["release_data_integrity", "release_data_integrity.sha1"] {
+        std::fs::remove_file(mirror.release("25.03").join(f)).unwrap();
+    }
+    let file = mirror.parquet_file("25.03", OtLayout::Output, "target");
+    let md5_of = |path: &Path| {
+        let mut h = psystem_sources::manifest::Algorithm::Md5.hasher();
+        h.update(&std::fs::read(path).unwrap());
+        h.finish()
+    };
+    let digest = md5_of(&file);
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    let sidecar = file.with_file_name(format!("{name}.md5"));
+    std::fs::write(&sidecar, format!("{digest}  {name}\n")).unwrap();
+    let db = TestDb::create().await;
+    let pool = pool(&db).await;
+    let env = Env::new();
+    write_plugin(&env, &mirror.url(Via::Http), "ot", &[target_entry()]);
+    let args = [
+        "run",
+        "ot",
+        "target",
+        "--release",
+        "25.03",
+        "--db",
+        db.url(),
+    ];
+    let out = mirror.run(&env, &args);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("per-file checksum files (1 files, md5)"),
+        "{all}"
+    );
+    assert_eq!(count(&pool, "ot.target").await, 317);
+    let row: (String, String, String, String) = sqlx::query_as(
+        "SELECT status, algorithm, expected, computed FROM psystem.files WHERE path LIKE '%.parquet'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            "verified".into(),
+            "md5".into(),
+            digest.clone(),
+            digest.clone()
+        )
+    );
+
+    // A wrong digest in the sidecar: a mismatch naming both digests, nothing loaded.
+    let wrong = "0123456789abcdef0123456789abcdef";
+    std::fs::write(&sidecar, format!("{wrong}\n")).unwrap();
+    let db = TestDb::create().await;
+    let out = mirror.run(
+        &env,
+        &[
+            "run",
+            "ot",
+            "target",
+            "--release",
+            "25.03",
+            "--db",
+            db.url(),
+        ],
+    );
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains(wrong) && all.contains(&digest), "{all}");
+    assert!(!table_exists(&self::pool(&db).await, "ot.target").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_cut_connection_resumes_from_the_partial_file_over_http_and_ftp() {
     let mirror = Mirror::start(&[("25.03", OtLayout::Output, &["target"])]).await;
     let file = mirror.parquet_file("25.03", OtLayout::Output, "target");

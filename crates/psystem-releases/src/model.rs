@@ -58,6 +58,9 @@ pub struct Release {
     pub datasets: Vec<Dataset>,
     /// The checksum manifest's path relative to the release root (`release_data_integrity`), if the release has one.
     pub manifest: Option<String>,
+    /// Per-file checksum files found beside the data files (`part-0.parquet.md5`, `.sha1`, `.sha256`: GNU
+    /// `md5sum`-style `<digest>  <name>` or a bare digest), release-relative; used when there is no `manifest`.
+    pub sidecars: Vec<String>,
 }
 
 impl Release {
@@ -111,7 +114,22 @@ pub struct DataFile {
 /// Whether a file name is a Spark or Hadoop side file rather than data: `_SUCCESS`, `_committed_…`,
 /// `_started_…`, `.crc` checksums, hidden files.
 pub fn is_side_file(name: &str) -> bool {
-    name.starts_with('_') || name.starts_with('.') || name.ends_with(".crc")
+    name.starts_with('_')
+        || name.starts_with('.')
+        || name.ends_with(".crc")
+        || sidecar_algorithm(name).is_some()
+}
+
+/// The algorithm of a per-file checksum file by its extension (`.md5`, `.sha1`, `.sha256`), `None` for other names.
+pub fn sidecar_algorithm(name: &str) -> Option<psystem_sources::manifest::Algorithm> {
+    use psystem_sources::manifest::Algorithm;
+    let (_, ext) = name.rsplit_once('.')?;
+    match ext.to_ascii_lowercase().as_str() {
+        "md5" => Some(Algorithm::Md5),
+        "sha1" => Some(Algorithm::Sha1),
+        "sha256" => Some(Algorithm::Sha256),
+        _ => None,
+    }
 }
 
 /// Splits a Hive partition folder name `key=value` (with `%XX` escapes in the value, as Spark writes them).

@@ -15,7 +15,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use psystem_transport::Transport;
 use tracing::debug;
 
-use crate::model::{hive_partition, is_side_file, DataFile, Dataset, Layout, Release, ReleaseName};
+use crate::model::{
+    hive_partition, is_side_file, sidecar_algorithm, DataFile, Dataset, Layout, Release,
+    ReleaseName,
+};
 use crate::ReleaseError;
 
 /// The manifest file at a release's root.
@@ -158,23 +161,34 @@ pub async fn discover(
         .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
         .collect();
 
-    let mut datasets: Vec<Dataset> = stream::iter(dataset_dirs)
+    let listed: Vec<(Dataset, Vec<String>)> = stream::iter(dataset_dirs)
         .map(|name| {
             let path = format!("{data_root}{name}/");
             let root = &root;
             async move {
-                let (files, partition_keys) = list_dataset_files(transport, root, &path).await?;
-                Ok::<_, ReleaseError>(Dataset {
-                    name,
-                    path,
-                    files,
-                    partition_keys,
-                })
+                let (files, partition_keys, sidecars) =
+                    list_dataset_files(transport, root, &path).await?;
+                Ok::<_, ReleaseError>((
+                    Dataset {
+                        name,
+                        path,
+                        files,
+                        partition_keys,
+                    },
+                    sidecars,
+                ))
             }
         })
         .buffer_unordered(LISTING_CONCURRENCY)
         .try_collect()
         .await?;
+    let mut sidecars: Vec<String> = Vec::new();
+    let mut datasets: Vec<Dataset> = Vec::with_capacity(listed.len());
+    for (dataset, found) in listed {
+        sidecars.extend(found);
+        datasets.push(dataset);
+    }
+    sidecars.sort();
     datasets.retain(|d| !d.files.is_empty());
     datasets.sort_by(|a, b| a.name.cmp(&b.name));
     debug!(release, layout = ?layout, datasets = datasets.len(), "Release discovered.");
@@ -185,16 +199,19 @@ pub async fn discover(
         layout,
         datasets,
         manifest,
+        sidecars,
     })
 }
 
-/// Lists a dataset folder recursively: data files (sorted by path, sizes filled in) and partition keys.
+/// Lists a dataset folder recursively: data files (sorted by path, sizes filled in), partition keys, and the
+/// per-file checksum files (`*.md5`, `*.sha1`, `*.sha256`) beside them.
 async fn list_dataset_files(
     transport: &Transport,
     root: &str,
     dataset_path: &str,
-) -> Result<(Vec<DataFile>, Vec<String>), ReleaseError> {
+) -> Result<(Vec<DataFile>, Vec<String>, Vec<String>), ReleaseError> {
     let mut files: Vec<(DataFile, Option<u64>)> = Vec::new();
+    let mut sidecars: Vec<String> = Vec::new();
     let mut partition_keys: Vec<String> = Vec::new();
     // (folder relative to the release root, partitions so far)
     let mut pending: Vec<(String, Vec<(String, String)>)> =
@@ -214,6 +231,8 @@ async fn list_dataset_files(
                     parts.push((k, v));
                 }
                 pending.push((format!("{dir}{name}/"), parts));
+            } else if sidecar_algorithm(name).is_some() && !name.starts_with('.') {
+                sidecars.push(format!("{dir}{name}"));
             } else if !is_side_file(name) {
                 files.push((
                     DataFile {
@@ -238,7 +257,7 @@ async fn list_dataset_files(
         .await?;
     let mut files = files;
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((files, partition_keys))
+    Ok((files, partition_keys, sidecars))
 }
 
 /// Joins names for an error message, at most 12 of them.

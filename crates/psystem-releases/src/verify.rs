@@ -2,7 +2,8 @@
 //!
 //! The manifest is verified first: Open Targets' `release_data_integrity` against `release_data_integrity.sha1`
 //! (formats: `../shared/fixtures/README.md`; parsing: [`psystem_sources::manifest`]); `MD5SUMS`, `SHA1SUMS` and
-//! `SHA256SUMS` (GNU checksum lists) are read when a release has one of those instead. Then each file is hashed
+//! `SHA256SUMS` (GNU checksum lists) are read when a release has one of those instead, and per-file checksum files
+//! (`part-0.parquet.md5`, `.sha1`, `.sha256` beside the data) when it has none of them. Then each file is hashed
 //! while its bytes stream past: during the download, or — for a file already complete in the cache, or a `file://`
 //! source read in place — in one read of the local file. A mismatch removes the cached copy (the next run
 //! downloads it again) and is reported with both digests.
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use psystem_sources::manifest::{
     parse_checksum_list, verify_manifest_sha1, Algorithm, Hasher, Manifest, ManifestEntry,
-    ManifestError,
+    ManifestError, ManifestKind,
 };
 use psystem_transport::{Cache, Transport, TransportError};
 use serde::Serialize;
@@ -34,6 +35,8 @@ pub struct ReleaseManifest {
     pub manifest: Manifest,
     /// True when the manifest matched its `.sha1`; false when the release has no `.sha1` (a warning is logged).
     pub sha1_checked: bool,
+    /// True when the entries come from per-file checksum files (`*.md5` …) rather than one manifest.
+    pub per_file: bool,
 }
 
 impl ReleaseManifest {
@@ -50,6 +53,13 @@ impl ReleaseManifest {
             .first()
             .map(|e| e.algorithm.to_string())
             .unwrap_or_default();
+        if self.per_file {
+            return format!(
+                "{} ({} files, {algorithm})",
+                self.name,
+                self.manifest.entries.len()
+            );
+        }
         format!(
             "{} ({} files, {algorithm}; {})",
             self.name,
@@ -72,7 +82,10 @@ pub async fn fetch_manifest(
     release: &Release,
 ) -> Result<Option<ReleaseManifest>, ReleaseError> {
     let Some(name) = release.manifest.clone() else {
-        return Ok(None);
+        if release.sidecars.is_empty() {
+            return Ok(None);
+        }
+        return sidecar_manifest(transport, release).await.map(Some);
     };
     let bytes = transport.read_all(&release.source_path(&name)).await?;
     let shown = format!("{}/{name}", release.name);
@@ -110,7 +123,42 @@ pub async fn fetch_manifest(
         name,
         manifest,
         sha1_checked,
+        per_file: false,
     }))
+}
+
+/// A manifest made of the release's per-file checksum files: `<file>.md5` (or `.sha1`, `.sha256`) beside each
+/// `<file>`, holding `<digest>  <name>` (GNU `md5sum` output) or just the digest. Each becomes the entry of
+/// `<file>`, validated like a manifest line (digest length, safe path).
+async fn sidecar_manifest(
+    transport: &Transport,
+    release: &Release,
+) -> Result<ReleaseManifest, ReleaseError> {
+    let mut entries: Vec<ManifestEntry> = Vec::with_capacity(release.sidecars.len());
+    for sidecar in &release.sidecars {
+        let Some(algorithm) = crate::model::sidecar_algorithm(sidecar) else {
+            continue;
+        };
+        let data_path = &sidecar[..sidecar.rfind('.').unwrap_or(sidecar.len())];
+        let shown = format!("{}/{sidecar}", release.name);
+        let bytes = transport.read_all(&release.source_path(sidecar)).await?;
+        let text = String::from_utf8_lossy(&bytes);
+        let digest = text.split_whitespace().next().unwrap_or("");
+        let parsed = parse_checksum_list(&format!("{digest}  {data_path}\n"), algorithm, &shown)?;
+        entries.extend(parsed.entries);
+    }
+    let kind = match entries.first().map(|e| e.algorithm) {
+        Some(Algorithm::Md5) | None => ManifestKind::Md5Sums,
+        Some(Algorithm::Sha1) => ManifestKind::ReleaseDataIntegrity,
+        Some(Algorithm::Sha256) => ManifestKind::Sha256Sums,
+    };
+    debug!(release = %release.name, files = entries.len(), "Per-file checksums read.");
+    Ok(ReleaseManifest {
+        name: "per-file checksum files".into(),
+        manifest: Manifest { kind, entries },
+        sha1_checked: false,
+        per_file: true,
+    })
 }
 
 /// The verdict on one file.
