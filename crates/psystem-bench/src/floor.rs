@@ -333,7 +333,8 @@ pub async fn run_floor(
         .collect::<Vec<_>>()
         .join(", ");
     let constraint = quote_ident(&format!("{}_floor_pkey", spec.table));
-    let add_key = format!("ALTER TABLE {table} ADD CONSTRAINT {constraint} PRIMARY KEY ({key_columns})");
+    let add_key =
+        format!("ALTER TABLE {table} ADD CONSTRAINT {constraint} PRIMARY KEY ({key_columns})");
     let drop_key = format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {constraint}");
     let result = async {
         for run in 0..spec.runs.max(1) {

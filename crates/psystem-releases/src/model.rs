@@ -179,4 +179,16 @@ mod tests {
         assert_eq!(hive_partition("target"), None);
         assert_eq!(hive_partition("=x"), None);
     }
+
+    #[test]
+    fn checksum_sidecars_are_not_data() {
+        use psystem_sources::manifest::Algorithm;
+        assert_eq!(sidecar_algorithm("part-0.parquet.md5"), Some(Algorithm::Md5));
+        assert_eq!(sidecar_algorithm("part-0.parquet.SHA256"), Some(Algorithm::Sha256));
+        assert_eq!(sidecar_algorithm("x.sha1"), Some(Algorithm::Sha1));
+        assert_eq!(sidecar_algorithm("part-0.parquet"), None);
+        assert_eq!(sidecar_algorithm("md5"), None);
+        assert!(is_side_file("part-0.parquet.md5"));
+        assert!(!is_side_file("part-0.md5.parquet"));
+    }
 }
