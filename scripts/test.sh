@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, starts a throwaway PostgreSQL cluster, and runs every test of the workspace
 # against it (unit tests, integration tests against real PostgreSQL and a real local HTTP server, and the CLI's
-# end-to-end tests, including the kill -9 / resume runs).
+# end-to-end tests, including the kill -9 / resume runs), then the desktop app's UI, shell and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,3 +13,6 @@ eval "$(bash scripts/test-cluster.sh start "$pgdir")"
 echo "Test database server: $PSYSTEM_TEST_DATABASE_URL"
 cargo build --workspace --bins --quiet
 cargo test --workspace --no-fail-fast
+# The desktop app: UI unit tests, the shell's tests and the end-to-end tests of the real app under Xvfb
+# (installs webkit, Xvfb, WebKitWebDriver and tauri-driver when missing; builds in its own target folder).
+bash scripts/test-desktop.sh

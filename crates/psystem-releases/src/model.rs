@@ -183,8 +183,14 @@ mod tests {
     #[test]
     fn checksum_sidecars_are_not_data() {
         use psystem_sources::manifest::Algorithm;
-        assert_eq!(sidecar_algorithm("part-0.parquet.md5"), Some(Algorithm::Md5));
-        assert_eq!(sidecar_algorithm("part-0.parquet.SHA256"), Some(Algorithm::Sha256));
+        assert_eq!(
+            sidecar_algorithm("part-0.parquet.md5"),
+            Some(Algorithm::Md5)
+        );
+        assert_eq!(
+            sidecar_algorithm("part-0.parquet.SHA256"),
+            Some(Algorithm::Sha256)
+        );
         assert_eq!(sidecar_algorithm("x.sha1"), Some(Algorithm::Sha1));
         assert_eq!(sidecar_algorithm("part-0.parquet"), None);
         assert_eq!(sidecar_algorithm("md5"), None);
