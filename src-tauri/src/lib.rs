@@ -129,6 +129,6 @@ pub fn run() -> anyhow::Result<()> {
             commands::run_detail,
             commands::app_quit,
         ])
-        .run(tauri::generate_context!("../tauri.conf.json"))
+        .run(tauri::generate_context!())
         .map_err(|e| anyhow::anyhow!("the desktop app failed: {e}"))
 }
