@@ -262,6 +262,8 @@ export interface JobCard {
   rows: number;
   bytes: number;
   pages: number;
+  /** Rows in all, when the source announced them (GHO's `@odata.count`). */
+  totalRows?: number | null;
   unitsDone?: number | null;
   units?: number | null;
   rowsPerSecond?: number | null;
