@@ -92,6 +92,41 @@ fn flip_a_byte(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// `psystem run ot target --release 25.03 --db <db>`.
+fn target_run(db: &TestDb) -> [&str; 7] {
+    [
+        "run",
+        "ot",
+        "target",
+        "--release",
+        "25.03",
+        "--db",
+        db.url(),
+    ]
+}
+
+/// Whether the completed load of `dataset` is recorded as verified.
+async fn load_verified(pool: &PgPool, dataset: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT verified FROM psystem.loads WHERE dataset = $1 AND state = 'completed'",
+    )
+    .bind(dataset)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Completed loads of `dataset`.
+async fn completed_loads(pool: &PgPool, dataset: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM psystem.loads WHERE dataset = $1 AND state = 'completed'",
+    )
+    .bind(dataset)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 fn target_entry() -> Entry<'static> {
     Entry {
         key: "target",
@@ -113,18 +148,7 @@ async fn one_corrupted_byte_is_a_mismatch_and_nothing_is_loaded() {
     let env = Env::new();
     write_plugin(&env, &mirror.url(Via::Http), "ot", &[target_entry()]);
 
-    let out = mirror.run(
-        &env,
-        &[
-            "run",
-            "ot",
-            "target",
-            "--release",
-            "25.03",
-            "--db",
-            db.url(),
-        ],
-    );
+    let out = mirror.run(&env, &target_run(&db));
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
     assert!(
@@ -146,12 +170,7 @@ async fn one_corrupted_byte_is_a_mismatch_and_nothing_is_loaded() {
     assert_eq!(row.get::<String, _>("algorithm"), "sha1");
     assert_eq!(row.get::<String, _>("expected"), expected);
     assert_eq!(row.get::<String, _>("computed"), computed);
-    let completed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM psystem.loads WHERE dataset = 'target' AND state = 'completed'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let completed = completed_loads(&pool, "target").await;
     assert_eq!(completed, 0);
 
     // `releases verify` reports the same verdict and exits non-zero.
@@ -174,18 +193,7 @@ async fn a_manifest_that_does_not_match_its_sha1_is_refused() {
     let db = TestDb::create().await;
     let env = Env::new();
     write_plugin(&env, &mirror.url(Via::Ftp), "ot", &[target_entry()]);
-    let out = mirror.run(
-        &env,
-        &[
-            "run",
-            "ot",
-            "target",
-            "--release",
-            "25.03",
-            "--db",
-            db.url(),
-        ],
-    );
+    let out = mirror.run(&env, &target_run(&db));
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
     assert!(
@@ -261,15 +269,7 @@ async fn a_release_without_a_manifest_loads_only_with_allow_unverified() {
     let db = TestDb::create().await;
     let env = Env::new();
     write_plugin(&env, &mirror.url(Via::Http), "ot", &[target_entry()]);
-    let args = [
-        "run",
-        "ot",
-        "target",
-        "--release",
-        "25.03",
-        "--db",
-        db.url(),
-    ];
+    let args = target_run(&db);
     let out = mirror.run(&env, &args);
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
@@ -285,12 +285,7 @@ async fn a_release_without_a_manifest_loads_only_with_allow_unverified() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains("UNVERIFIED"), "{all}");
     assert_eq!(count(&pool, "ot.target").await, 317);
-    let verified: bool = sqlx::query_scalar(
-        "SELECT verified FROM psystem.loads WHERE dataset = 'target' AND state = 'completed'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let verified = load_verified(&pool, "target").await;
     assert!(!verified, "the ledger says unverified");
     let statuses: Vec<String> = sqlx::query_scalar("SELECT DISTINCT status FROM psystem.files")
         .fetch_all(&pool)
@@ -319,15 +314,7 @@ async fn per_file_md5_checksums_verify_a_release_without_a_manifest() {
     let pool = pool(&db).await;
     let env = Env::new();
     write_plugin(&env, &mirror.url(Via::Http), "ot", &[target_entry()]);
-    let args = [
-        "run",
-        "ot",
-        "target",
-        "--release",
-        "25.03",
-        "--db",
-        db.url(),
-    ];
+    let args = target_run(&db);
     let out = mirror.run(&env, &args);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
@@ -356,18 +343,7 @@ async fn per_file_md5_checksums_verify_a_release_without_a_manifest() {
     let wrong = "0123456789abcdef0123456789abcdef";
     std::fs::write(&sidecar, format!("{wrong}\n")).unwrap();
     let db = TestDb::create().await;
-    let out = mirror.run(
-        &env,
-        &[
-            "run",
-            "ot",
-            "target",
-            "--release",
-            "25.03",
-            "--db",
-            db.url(),
-        ],
-    );
+    let out = mirror.run(&env, &target_run(&db));
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
     assert!(all.contains(wrong) && all.contains(&digest), "{all}");
@@ -391,28 +367,12 @@ async fn a_cut_connection_resumes_from_the_partial_file_over_http_and_ftp() {
             _ => mirror.ftp.cut_next_download_of(&name, 4096),
         }
         // The cut happens on the first data file fetched; psystem retries from the partial file.
-        let out = mirror.run(
-            &env,
-            &[
-                "run",
-                "ot",
-                "target",
-                "--release",
-                "25.03",
-                "--db",
-                db.url(),
-            ],
-        );
+        let out = mirror.run(&env, &target_run(&db));
         let all = text(&out);
         assert!(out.status.success(), "{via:?}: {all}");
         let pool = pool(&db).await;
         assert_eq!(count(&pool, "ot.target").await, 317, "{via:?}");
-        let verified: bool = sqlx::query_scalar(
-            "SELECT verified FROM psystem.loads WHERE dataset = 'target' AND state = 'completed'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let verified = load_verified(&pool, "target").await;
         assert!(verified, "{via:?}: verified after the resume");
         match via {
             Via::Http => {
@@ -916,15 +876,7 @@ async fn a_loaded_release_is_skipped_unless_forced() {
     let pool = pool(&db).await;
     let env = Env::new();
     write_plugin(&env, &mirror.url(Via::Gcs), "ot", &[target_entry()]);
-    let args = [
-        "run",
-        "ot",
-        "target",
-        "--release",
-        "25.03",
-        "--db",
-        db.url(),
-    ];
+    let args = target_run(&db);
     let out = mirror.run(&env, &args);
     assert!(out.status.success(), "{}", text(&out));
     let out = mirror.run(&env, &args);
@@ -933,12 +885,7 @@ async fn a_loaded_release_is_skipped_unless_forced() {
     assert!(all.contains("skipped"), "{all}");
     let out = mirror.run(&env, &[&args[..], &["--force"]].concat());
     assert!(out.status.success(), "{}", text(&out));
-    let loads: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM psystem.loads WHERE dataset = 'target' AND state = 'completed'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let loads = completed_loads(&pool, "target").await;
     assert_eq!(
         loads, 2,
         "the skipped run loaded nothing, --force loaded again"

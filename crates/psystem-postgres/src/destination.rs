@@ -1020,17 +1020,41 @@ impl Drop for JobLock {
 // Helpers
 
 fn validate_spec(spec: &LoadSpec) -> Result<(), DestinationError> {
+    validate_table_spec(&spec.job_key, &spec.table, &spec.schema, &spec.primary_key)?;
+    if spec.mode == LoadMode::Merge && spec.primary_key.is_empty() {
+        return Err(DestinationError::InvalidSpec {
+            job_key: spec.job_key.clone(),
+            message: "mode `merge` needs a primary key (destination.primary_key)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The checks every load spec shares: a job key, valid identifiers, at least one column, each column named once
+/// with a PostgreSQL type, and primary-key columns that exist and are listed once.
+///
+/// # Errors
+/// [`DestinationError::InvalidSpec`], [`DestinationError::InvalidIdentifier`], the type mapping's errors.
+pub(crate) fn validate_table_spec(
+    job_key: &str,
+    table: &TableRef,
+    schema: &Schema,
+    primary_key: &[String],
+) -> Result<(), DestinationError> {
     let invalid = |message: String| DestinationError::InvalidSpec {
-        job_key: spec.job_key.clone(),
+        job_key: job_key.to_string(),
         message,
     };
-    if spec.job_key.is_empty() {
+    if job_key.is_empty() {
         return Err(invalid("the job key is empty".into()));
     }
-    check_ident(&spec.table.schema)?;
-    check_ident(&spec.table.name)?;
+    check_ident(&table.schema)?;
+    check_ident(&table.name)?;
+    if schema.fields().is_empty() {
+        return Err(invalid("the schema has no columns".into()));
+    }
     let mut seen = std::collections::HashSet::new();
-    for field in spec.schema.fields() {
+    for field in schema.fields() {
         check_ident(field.name())?;
         pg_type(field)?;
         if !seen.insert(field.name().as_str()) {
@@ -1040,11 +1064,8 @@ fn validate_spec(spec: &LoadSpec) -> Result<(), DestinationError> {
             )));
         }
     }
-    if spec.schema.fields().is_empty() {
-        return Err(invalid("the schema has no columns".into()));
-    }
     let mut pk_seen = std::collections::HashSet::new();
-    for key in &spec.primary_key {
+    for key in primary_key {
         if !seen.contains(key.as_str()) {
             return Err(invalid(format!(
                 "the primary-key column {key:?} is not in the schema"
@@ -1055,11 +1076,6 @@ fn validate_spec(spec: &LoadSpec) -> Result<(), DestinationError> {
                 "the primary-key column {key:?} is listed twice"
             )));
         }
-    }
-    if spec.mode == LoadMode::Merge && spec.primary_key.is_empty() {
-        return Err(invalid(
-            "mode `merge` needs a primary key (destination.primary_key)".into(),
-        ));
     }
     Ok(())
 }

@@ -40,7 +40,7 @@ use crate::destination::{
     column_defs, column_list, drop_table_if_exists, ensure_schema, has_unique_key,
     table_oid_exists, COPY_CHUNK, OPEN_LOCK_CLASS, RESUMABLE,
 };
-use crate::ident::{check_ident, ident_with_suffix, quote_ident, quote_table};
+use crate::ident::{ident_with_suffix, quote_ident, quote_table};
 use crate::types::pg_type;
 use crate::{Destination, DestinationError};
 use evolve::{ColumnPlan, ExistingColumn};
@@ -1536,38 +1536,12 @@ fn validate(spec: &DatasetLoadSpec) -> Result<(), DestinationError> {
         job_key: spec.job_key.clone(),
         message,
     };
-    if spec.job_key.is_empty() {
-        return Err(invalid("the job key is empty".into()));
-    }
-    check_ident(&spec.table.schema)?;
-    check_ident(&spec.table.name)?;
-    if spec.schema.fields().is_empty() {
-        return Err(invalid("the schema has no columns".into()));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for field in spec.schema.fields() {
-        check_ident(field.name())?;
-        pg_type(field)?;
-        if !seen.insert(field.name().as_str()) {
-            return Err(invalid(format!(
-                "the column {:?} appears twice in the schema",
-                field.name()
-            )));
-        }
-    }
-    let mut pk_seen = std::collections::HashSet::new();
-    for key in &spec.primary_key {
-        if !seen.contains(key.as_str()) {
-            return Err(invalid(format!(
-                "the primary-key column {key:?} is not in the schema"
-            )));
-        }
-        if !pk_seen.insert(key.as_str()) {
-            return Err(invalid(format!(
-                "the primary-key column {key:?} is listed twice"
-            )));
-        }
-    }
+    crate::destination::validate_table_spec(
+        &spec.job_key,
+        &spec.table,
+        &spec.schema,
+        &spec.primary_key,
+    )?;
     if spec.mode == LoadMode::Merge && spec.primary_key.is_empty() {
         return Err(invalid("mode `merge` needs a primary key".into()));
     }
