@@ -6,6 +6,7 @@
 
 mod output;
 mod release_cmd;
+mod uniprot_cmd;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -80,6 +81,11 @@ enum Command {
     /// Past loads and their run metrics, from the ledger in the database.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Join the shared loads of a database (UniProt flat files split into work units): claim units, write them,
+    /// heartbeat; run it on any number of machines. Ctrl+C stops after the unit in hand.
+    Worker(uniprot_cmd::WorkerArgs),
+    /// Export the entries of a loaded UniProt release as FASTA (UniProt headers) or JSON lines.
+    Export(uniprot_cmd::ExportArgs),
     /// Manage the local PostgreSQL cluster psystem runs when no database is named.
     #[command(subcommand)]
     Db(DbCommand),
@@ -467,6 +473,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Worker(args) => {
+            let interrupt = Interrupt::install(json)?;
+            uniprot_cmd::worker(&api, args, json, &interrupt).await
+        }
+        Command::Export(args) => uniprot_cmd::export(&api, args, json).await,
         Command::Db(cmd) => {
             match cmd {
                 DbCommand::Up => output::cluster(&api.db_up().await?, json)?,

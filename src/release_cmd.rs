@@ -80,9 +80,20 @@ pub struct ReleaseRunArgs {
     /// Release plugins: datasets loaded at the same time (default 2).
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
-    /// Release plugins: files downloaded and copied at the same time per dataset (default 2).
+    /// Release plugins: files (Open Targets) or work units (UniProt) worked on at the same time per dataset
+    /// (default 2). UniProt with 0: record the shared load and leave it to `psystem worker` processes.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// UniProt: target size of a work unit, in decompressed flat-file bytes (e.g. 64MiB, 256KiB; default 64MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub unit_size: Option<bytesize::ByteSize>,
+    /// UniProt: count and list entries that fail to parse and go on (default: such an entry fails its unit).
+    #[arg(long)]
+    pub skip_bad_entries: bool,
+    /// UniProt: how long a work unit may go without a heartbeat before another worker takes it over
+    /// (e.g. 30s, 2m; default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: Option<std::time::Duration>,
     /// Release plugins: stop all datasets at the first failure (default: finish the others, then report).
     #[arg(long)]
     pub fail_fast: bool,
@@ -272,6 +283,9 @@ pub async fn run(
         restart,
         allow_unverified: args.allow_unverified,
         allow_casts: args.allow_casts,
+        unit_bytes: args.unit_size.map(|s| s.as_u64()),
+        skip_bad_entries: args.skip_bad_entries,
+        heartbeat_timeout: args.heartbeat_timeout,
     };
     let planned = api.plan_release(&req).await?;
     for note in &planned.notes {
@@ -399,9 +413,19 @@ impl Printer {
                 rows_done,
                 units_done,
                 units,
-            } => eprintln!(
-                "{job}: file {units_done}/{units} loaded ({rows} rows, {rows_done} in all): {path}"
-            ),
+            } => {
+                // UniProt units are byte ranges (keys are zero-padded offsets), Open Targets units are files.
+                if path.bytes().all(|b| b.is_ascii_digit()) {
+                    eprintln!(
+                        "{job}: unit {units_done}/{units} written ({rows} entries, {rows_done} in all), from byte {}",
+                        path.trim_start_matches('0').parse::<u64>().unwrap_or(0)
+                    )
+                } else {
+                    eprintln!(
+                        "{job}: file {units_done}/{units} loaded ({rows} rows, {rows_done} in all): {path}"
+                    )
+                }
+            }
             ReleaseEvent::DatasetFinished { .. } => {}
         }
     }
@@ -432,6 +456,17 @@ fn report(outcome: &ReleaseOutcome, json: bool) -> Result<ExitCode> {
                         if d.verified { "verified" } else { "UNVERIFIED" },
                         d.load_id.map(|id| format!(", load {id}")).unwrap_or_default()
                     );
+                    if let Some(n) = d.unchanged {
+                        s.push_str(&format!("; {n} unchanged (same content MD5, not rewritten)"));
+                    }
+                    if !d.skipped_entries.is_empty() {
+                        s.push_str(&format!(
+                            "; {} malformed entr{} skipped: {}",
+                            d.skipped_entries.len(),
+                            if d.skipped_entries.len() == 1 { "y" } else { "ies" },
+                            d.skipped_entries.join("; ")
+                        ));
+                    }
                     if !r.added_columns.is_empty() {
                         s.push_str(&format!("; new columns: {}", r.added_columns.join(", ")));
                     }
@@ -447,6 +482,10 @@ fn report(outcome: &ReleaseOutcome, json: bool) -> Result<ExitCode> {
                     s
                 }
                 (JobState::Paused, ..) => format!("paused; resume with `psystem resume {}`", d.job),
+                (JobState::Running, ..) => format!(
+                    "shared load {} recorded; it completes as `psystem worker --db URL` processes work its units",
+                    d.load_id.map(|id| format!("#{id}")).unwrap_or_default()
+                ),
                 (JobState::Failed, ..) => format!("FAILED: {}", d.error.as_deref().unwrap_or("?")),
                 (s, ..) => s.to_string(),
             };

@@ -15,6 +15,7 @@
 mod error;
 pub mod idcache;
 pub mod plugins;
+pub mod proteins;
 pub mod releases;
 pub mod runs;
 

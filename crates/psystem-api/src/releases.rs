@@ -6,13 +6,14 @@ use std::sync::Arc;
 use psystem_core::flatten::FlattenOptions;
 use psystem_core::plugin::{Plugin, SourceKind};
 use psystem_core::{LoadMode, TableRef};
-use psystem_jobs::release::{DatasetJob, ReleaseJobSpec};
+use psystem_jobs::release::{DatasetJob, ReleaseJobSpec, UniprotOptions};
 use psystem_releases::footer::{self, FooterSummary};
 use psystem_releases::keys::{self, KeyReport};
 use psystem_releases::model::{Dataset, Release, ReleaseName};
+use psystem_releases::provider::Provider;
 use psystem_releases::reader::DatasetSchema;
 use psystem_releases::verify::{self, FileCheck, FileStatus};
-use psystem_releases::{opentargets, ReleaseError};
+use psystem_releases::{uniprot, ReleaseError};
 use psystem_transport::{Cache, Transport, TransportOptions};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -127,6 +128,12 @@ pub struct ReleaseRunRequest {
     pub allow_unverified: bool,
     /// `--allow-casts`.
     pub allow_casts: bool,
+    /// UniProt: `--unit-size`, the target size of a work unit in decompressed bytes.
+    pub unit_bytes: Option<u64>,
+    /// UniProt: `--skip-bad-entries` (count and list malformed entries instead of failing).
+    pub skip_bad_entries: bool,
+    /// UniProt: `--heartbeat-timeout`, after which a silent worker's unit is reclaimed.
+    pub heartbeat_timeout: Option<std::time::Duration>,
 }
 
 /// A planned release load.
@@ -186,8 +193,15 @@ impl Api {
         plugin: &str,
         source_url: Option<&str>,
     ) -> Result<Vec<ReleaseName>, ApiError> {
-        let (_, url) = self.release_source(plugin, source_url)?;
-        Ok(opentargets::list_releases(&self.transport(&url)?).await?)
+        let (plugin, url) = self.release_source(plugin, source_url)?;
+        let provider = Provider::from_plugin(
+            plugin
+                .manifest
+                .source
+                .as_ref()
+                .and_then(|s| s.provider.as_deref()),
+        )?;
+        Ok(provider.list_releases(&self.transport(&url)?).await?)
     }
 
     /// `psystem releases show PLUGIN [RELEASE]`: datasets with file counts and sizes; with `options.schema` the
@@ -204,10 +218,32 @@ impl Api {
         options: &ShowOptions,
     ) -> Result<ReleaseDetail, ApiError> {
         let (plugin, url) = self.release_source(plugin, source_url)?;
+        let provider = Provider::from_plugin(
+            plugin
+                .manifest
+                .source
+                .as_ref()
+                .and_then(|s| s.provider.as_deref()),
+        )?;
+        if provider == Provider::UniProt && (options.schema || options.suggest_keys) {
+            return Err(ApiError::Config(format!(
+                "--schema and --suggest-keys read Parquet files; {} releases are UniProtKB flat files (their columns are fixed by the UniProt load)",
+                plugin.name()
+            )));
+        }
         let transport = self.transport(&url)?;
-        let name = opentargets::resolve_release(&transport, plugin.name(), release).await?;
-        let rel = opentargets::discover(&transport, plugin.name(), &name).await?;
+        let name = provider
+            .resolve_release(&transport, plugin.name(), release)
+            .await?;
+        let rel = provider.discover(&transport, plugin.name(), &name).await?;
         let manifest = verify::fetch_manifest(&transport, &rel).await?;
+        let mut layout = rel.layout.describe().to_string();
+        if provider == Provider::UniProt {
+            layout.push_str(&format!(" in {}", rel.root));
+            if let Some(dates) = uniprot::fetch_reldate(&transport, &rel).await? {
+                layout.push_str(&format!("; {}", dates.describe()));
+            }
+        }
         let chosen = choose_datasets(&rel, &options.datasets)?;
         let mut datasets = Vec::new();
         for d in chosen {
@@ -222,7 +258,7 @@ impl Api {
                 files: d.files.len(),
                 bytes: d.bytes(),
                 partition_keys: d.partition_keys.clone(),
-                file_list: if options.files {
+                file_list: if options.files || provider == Provider::UniProt {
                     d.files.iter().map(|f| (f.path.clone(), f.size)).collect()
                 } else {
                     Vec::new()
@@ -272,7 +308,7 @@ impl Api {
             source: plugin.name().to_string(),
             url: psystem_core::redact::redact_url(&url),
             release: rel.name.clone(),
-            layout: rel.layout.describe().to_string(),
+            layout,
             manifest: manifest.map(|m| m.describe()),
             datasets,
         })
@@ -321,9 +357,18 @@ impl Api {
         on_file: &mut (dyn FnMut(&FileCheck) + Send),
     ) -> Result<VerifyReport, ApiError> {
         let (plugin, url) = self.release_source(plugin, source_url)?;
+        let provider = Provider::from_plugin(
+            plugin
+                .manifest
+                .source
+                .as_ref()
+                .and_then(|s| s.provider.as_deref()),
+        )?;
         let transport = self.transport(&url)?;
-        let name = opentargets::resolve_release(&transport, plugin.name(), release).await?;
-        let rel = opentargets::discover(&transport, plugin.name(), &name).await?;
+        let name = provider
+            .resolve_release(&transport, plugin.name(), release)
+            .await?;
+        let rel = provider.discover(&transport, plugin.name(), &name).await?;
         let manifest = verify::fetch_manifest(&transport, &rel)
             .await?
             .ok_or_else(|| ReleaseError::NoManifest {
@@ -371,6 +416,14 @@ impl Api {
     pub async fn plan_release(&self, req: &ReleaseRunRequest) -> Result<PlannedRelease, ApiError> {
         let (plugin, url) = self.release_source(&req.plugin, req.source_url.as_deref())?;
         plugin.ensure_enabled()?;
+        let provider = Provider::from_plugin(
+            plugin
+                .manifest
+                .source
+                .as_ref()
+                .and_then(|s| s.provider.as_deref()),
+        )?;
+        let flat_files = provider == Provider::UniProt;
         let keys: Vec<String> = if req.all {
             plugin.manifest.etl.keys().cloned().collect()
         } else if req.entries.is_empty() {
@@ -396,7 +449,7 @@ impl Api {
             }
             let primary_key = pg.primary_key.clone().unwrap_or_default();
             let mode = req.mode.or(pg.mode).unwrap_or(LoadMode::Replace);
-            if mode == LoadMode::Merge && primary_key.is_empty() {
+            if mode == LoadMode::Merge && primary_key.is_empty() && !flat_files {
                 return Err(ApiError::Config(format!(
                     "{} (entry `{key}`): mode `merge` needs destination.postgres.primary_key",
                     plugin.path.display()
@@ -438,6 +491,20 @@ impl Api {
                 allow_unverified: req.allow_unverified,
                 allow_casts: req.allow_casts,
                 transport: TransportOptions::default(),
+                provider,
+                uniprot: UniprotOptions {
+                    unit_bytes: req
+                        .unit_bytes
+                        .unwrap_or(psystem_jobs::uniprot::DEFAULT_UNIT_BYTES),
+                    error_policy: if req.skip_bad_entries {
+                        psystem_uniprot::ErrorPolicy::Skip
+                    } else {
+                        psystem_uniprot::ErrorPolicy::Fail
+                    },
+                    heartbeat_timeout: req
+                        .heartbeat_timeout
+                        .unwrap_or(psystem_postgres::release_load::DEFAULT_HEARTBEAT_TIMEOUT),
+                },
             },
             destination_origin,
             notes,

@@ -50,6 +50,25 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Returns `url` without its user name and password (for URLs stored where other machines read them, such as a
+/// shared load's worker spec); a string that is not a URL with a host is returned unchanged.
+///
+/// ```
+/// use psystem_core::redact::strip_credentials;
+/// assert_eq!(strip_credentials("https://me:pw@ftp.example.org/pub/"), "https://ftp.example.org/pub/");
+/// assert_eq!(strip_credentials("file:///data/uniprot/"), "file:///data/uniprot/");
+/// ```
+pub fn strip_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.has_host() => {
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("");
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn is_secret_key(key: &str) -> bool {
     key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword")
 }

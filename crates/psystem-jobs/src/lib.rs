@@ -7,6 +7,7 @@ pub mod release;
 pub mod runner;
 pub mod source;
 pub mod status;
+pub mod uniprot;
 
 pub use runner::{job_key, spawn, Control, JobError, JobEvent, JobHandle, JobOutcome, JobSpec};
 pub use source::{OpenSource, SourceBatch, SourceSpec};

@@ -20,10 +20,11 @@ use psystem_core::flatten::FlattenOptions;
 use psystem_core::{JobState, LoadMode, TableRef};
 use psystem_postgres::release_load::{self, DatasetLoadSpec, FileCheck, FinishReport, UnitSpec};
 use psystem_postgres::Destination;
-use psystem_releases::model::{Dataset, Release};
+use psystem_releases::model::{Dataset, Layout, Release};
 use psystem_releases::reader::{stream_file, DatasetSchema};
 use psystem_releases::verify::{self, FetchedFile, FileStatus, ReleaseManifest};
-use psystem_releases::{footer, opentargets, ReleaseError};
+use psystem_releases::provider::Provider;
+use psystem_releases::{footer, ReleaseError};
 use psystem_transport::{Transport, TransportOptions};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -89,6 +90,31 @@ pub struct ReleaseJobSpec {
     pub allow_casts: bool,
     /// Timeouts and retries of the transport.
     pub transport: TransportOptions,
+    /// The provider whose layout the releases follow (Open Targets, UniProt).
+    pub provider: Provider,
+    /// How UniProt flat files are split and parsed (ignored for Parquet datasets).
+    pub uniprot: UniprotOptions,
+}
+
+/// How a UniProt flat file loads: work units, parse errors, heartbeats.
+#[derive(Debug, Clone)]
+pub struct UniprotOptions {
+    /// Target size of a work unit in decompressed bytes (default [`crate::uniprot::DEFAULT_UNIT_BYTES`]).
+    pub unit_bytes: u64,
+    /// What to do with an entry that fails to parse (default: fail the unit).
+    pub error_policy: psystem_uniprot::ErrorPolicy,
+    /// How long a unit may go without a heartbeat before another worker reclaims it.
+    pub heartbeat_timeout: std::time::Duration,
+}
+
+impl Default for UniprotOptions {
+    fn default() -> Self {
+        UniprotOptions {
+            unit_bytes: crate::uniprot::DEFAULT_UNIT_BYTES,
+            error_policy: psystem_uniprot::ErrorPolicy::Fail,
+            heartbeat_timeout: release_load::DEFAULT_HEARTBEAT_TIMEOUT,
+        }
+    }
 }
 
 impl ReleaseJobSpec {
@@ -187,6 +213,12 @@ pub struct DatasetOutcome {
     pub seconds: f64,
     /// The error, when failed.
     pub error: Option<String>,
+    /// UniProt: entries whose content MD5 was unchanged (not rewritten).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unchanged: Option<u64>,
+    /// UniProt: entries skipped because they failed to parse (error policy `skip`), `accession (line N): message`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_entries: Vec<String>,
 }
 
 /// How a release job ended: one outcome per dataset.
@@ -221,10 +253,14 @@ pub async fn run_release(
     let transport = Arc::new(
         Transport::new(&spec.source_url, spec.transport.clone()).map_err(|e| setup(e.into()))?,
     );
-    let name = opentargets::resolve_release(&transport, &spec.plugin, spec.release.as_deref())
+    let name = spec
+        .provider
+        .resolve_release(&transport, &spec.plugin, spec.release.as_deref())
         .await
         .map_err(setup)?;
-    let release = opentargets::discover(&transport, &spec.plugin, &name)
+    let release = spec
+        .provider
+        .discover(&transport, &spec.plugin, &name)
         .await
         .map_err(setup)?;
     // Every dataset must exist before anything starts.
@@ -322,6 +358,8 @@ impl Shared {
             verified: false,
             seconds: 0.0,
             error: None,
+            unchanged: None,
+            skipped_entries: Vec::new(),
         };
         let result = self.load_dataset(&job, &dataset, &key, &mut outcome).await;
         outcome.seconds = started.elapsed().as_secs_f64();
@@ -389,7 +427,24 @@ impl Shared {
         outcome: &mut DatasetOutcome,
     ) -> Result<JobState, JobError> {
         let release = &self.release;
-        if !self.spec.force && !self.spec.restart {
+        let uniprot = release.layout == Layout::UniProt;
+        if !self.spec.force && !self.spec.restart && uniprot {
+            if let Some(id) = psystem_postgres::protein::last_completed(
+                &self.dest,
+                &release.name,
+                &dataset.name,
+                &job.table,
+            )
+            .await?
+            {
+                info!(job = %key, load_id = id, "Dataset already loaded from this release; skipped.");
+                outcome.skipped = true;
+                outcome.load_id = Some(id);
+                outcome.verified = true;
+                return Ok(JobState::Completed);
+            }
+        }
+        if !self.spec.force && !self.spec.restart && !uniprot {
             if let Some(id) = release_load::last_completed_dataset(
                 &self.dest,
                 SOURCE_KIND,
@@ -449,6 +504,11 @@ impl Shared {
             .iter()
             .all(|f| f.check.status == FileStatus::Verified);
         outcome.verified = verified;
+        if uniprot {
+            return self
+                .load_flat_file(job, dataset, key, &fetched, outcome)
+                .await;
+        }
 
         // 2. The dataset's schema from the first file's footer.
         let first = &fetched[0];
@@ -573,6 +633,151 @@ impl Shared {
         info!(job = %key, rows = report.rows, inserted = report.inserted, updated = report.updated, deleted = report.deleted, "Dataset loaded.");
         outcome.report = Some(report);
         Ok(JobState::Completed)
+    }
+
+    /// Loads a UniProt flat file (`sprot`, `trembl`): splits it into work units at entry boundaries, records the
+    /// shared load (joinable by `psystem worker --db URL`) and works it with [`ReleaseJobSpec::workers`] loops of
+    /// this process — none with `workers = 0`: the load then waits for other workers and this run returns with
+    /// the job `running`.
+    async fn load_flat_file(
+        &self,
+        job: &DatasetJob,
+        dataset: &Dataset,
+        key: &str,
+        fetched: &[FetchedFile],
+        outcome: &mut DatasetOutcome,
+    ) -> Result<JobState, JobError> {
+        use crate::uniprot::{self, WorkerSpec};
+        let [file] = fetched else {
+            return Err(JobError::Setup(format!(
+                "dataset {} has {} files; a UniProt dataset is one flat file",
+                dataset.name,
+                fetched.len()
+            )));
+        };
+        let name = file.check.path.rsplit('/').next().unwrap_or_default();
+        if !(name.ends_with(".dat.gz") || name.ends_with(".dat") || name.ends_with(".txt")) {
+            return Err(JobError::Setup(format!(
+                "dataset {} is {name}, not a UniProtKB flat file (`.dat.gz`): psystem loads the flat-file datasets \
+                 `sprot` and `trembl`; `psystem export uniprot --format fasta` writes FASTA from a loaded release",
+                dataset.name
+            )));
+        }
+        let options = &self.spec.uniprot;
+        let local = file.local.clone();
+        let unit_bytes = options.unit_bytes;
+        let resumable = !self.spec.restart
+            && psystem_postgres::protein::resumable_load(&self.dest, key)
+                .await?
+                .is_some();
+        // A resumed load keeps the units it was split into; only a new load reads the file to plan them.
+        let units = if resumable {
+            Vec::new()
+        } else {
+            tokio::task::spawn_blocking(move || uniprot::plan_file_units(&local, unit_bytes))
+                .await
+                .map_err(|e| JobError::Setup(format!("splitting into work units: {e}")))??
+        };
+        let worker_spec = WorkerSpec {
+            kind: uniprot::WORKER_KIND.to_string(),
+            source: self.spec.plugin.clone(),
+            source_url: psystem_core::redact::strip_credentials(&self.spec.source_url),
+            release: self.release.name.clone(),
+            release_root: self.release.root.clone(),
+            file: file.check.path.clone(),
+            size: file.check.size,
+            md5: (file.check.algorithm.as_deref() == Some("md5"))
+                .then(|| file.check.expected.clone())
+                .flatten(),
+            dataset: dataset.name.clone(),
+            error_policy: options.error_policy,
+            unit_bytes,
+            heartbeat_timeout_secs: options.heartbeat_timeout.as_secs_f64(),
+        };
+        let spec = psystem_postgres::protein::ProteinLoadSpec {
+            job_key: key.to_string(),
+            plugin: self.spec.plugin.clone(),
+            entry: job.entry.clone(),
+            release: self.release.name.clone(),
+            dataset: dataset.name.clone(),
+            schema: job.table.schema.clone(),
+            table: job.table.name.clone(),
+            units,
+            verified: outcome.verified,
+            heartbeat_timeout: options.heartbeat_timeout,
+            worker_spec: serde_json::to_value(&worker_spec)
+                .map_err(|e| JobError::Setup(e.to_string()))?,
+        };
+        let load =
+            psystem_postgres::protein::open_protein_load(&self.dest, spec, self.spec.restart).await?;
+        let unit_count = load.queue().counts(&self.dest).await?.total();
+        outcome.load_id = Some(load.load_id());
+        self.write_status(key, job, outcome)?;
+        if self.spec.workers == 0 {
+            info!(job = %key, load_id = load.load_id(), units = unit_count,
+                "Shared load recorded; waiting for `psystem worker` processes to join it.");
+            return Ok(JobState::Running);
+        }
+        let progress = std::sync::Mutex::new((0u64, 0u64));
+        let events = self.events.clone();
+        let on_unit = |unit: &psystem_postgres::work_units::ClaimedUnit,
+                       r: &psystem_postgres::protein::ProteinUnitReport| {
+            let (rows_done, units_done) = {
+                let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                p.0 += r.entries;
+                p.1 += 1;
+                *p
+            };
+            let _ = events.send(ReleaseEvent::UnitDone {
+                job: key.to_string(),
+                path: unit.key.clone(),
+                rows: r.entries,
+                rows_done,
+                units_done,
+                units: unit_count,
+            });
+        };
+        let finished = uniprot::run_local_workers(
+            &self.dest,
+            &load,
+            &worker_spec,
+            &file.local,
+            self.spec.workers,
+            &self.control,
+            &on_unit,
+        )
+        .await;
+        match finished {
+            Ok(Some(report)) => {
+                info!(job = %key, entries = report.units.entries, inserted = report.units.inserted,
+                    updated = report.units.updated, unchanged = report.units.unchanged, deleted = report.deleted,
+                    "UniProt release loaded.");
+                outcome.report = Some(FinishReport {
+                    inserted: report.units.inserted,
+                    updated: report.units.updated,
+                    deleted: report.deleted,
+                    rows: report.units.entries,
+                    ..Default::default()
+                });
+                outcome.skipped_entries = report.units.skipped_entries.clone();
+                outcome.unchanged = Some(report.units.unchanged);
+                Ok(JobState::Completed)
+            }
+            Ok(None) => {
+                self.dest
+                    .set_state(load.load_id(), JobState::Paused, None)
+                    .await?;
+                info!(job = %key, "Paused; written units are kept, `psystem resume {key}` continues.");
+                Ok(JobState::Paused)
+            }
+            Err(e) => {
+                let message = psystem_core::error::error_chain(&e);
+                if let Err(abort) = load.abort(&self.dest, &message).await {
+                    warn!(job = %key, error = %abort, "Marking the load failed failed.");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Downloads (or hashes in place) every file of the dataset and records each verdict in `psystem.files`.

@@ -397,6 +397,22 @@ pub enum DestinationError {
         detail: String,
     },
     // --- end of dataset loads ----------------------------------------------------------------------------------
+    /// Nothing to export: the protein table does not exist (no UniProt release was loaded into it).
+    #[error("there is no protein table {table}: load a UniProt release first (`psystem run uniprot`)")]
+    NoProteinTable {
+        /// The table (`schema.table`).
+        table: String,
+    },
+
+    /// Writing an export failed (disk full, closed pipe).
+    #[error("writing the export to {target} failed")]
+    ExportWrite {
+        /// Where the export was going (a path or `stdout`).
+        target: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DestinationError {

@@ -31,6 +31,11 @@
 //! - `psystem.files` — the checksum verification of each release file: source, release, path, size, algorithm,
 //!   expected and computed checksum, status (`verified`, `mismatch`, `unverified`, `missing`), detail, time;
 //!   unique per `(source, release, path)`.
+//!
+//! Version 6 (shared loads, [`crate::work_units`], [`crate::protein`]):
+//! - `psystem.loads.worker_spec` (jsonb) — what a `psystem worker` on any machine needs to join the load (source
+//!   URL without credentials, release, file, checksum, parser options); NULL for loads only their process runs.
+//! - `psystem.work_units.report` (jsonb) — what the unit changed (e.g. entries inserted, updated, unchanged).
 
 use chrono::{DateTime, Utc};
 use psystem_core::{Counters, JobState, LoadMode, TableRef};
@@ -191,6 +196,16 @@ CREATE TABLE psystem.files (
     verified_at timestamptz NULL,
     UNIQUE (source, release, path)
 );
+"#,
+    ),
+    (
+        6,
+        r#"
+-- Shared loads (crate::work_units, crate::protein): what a `psystem worker` on any machine needs to join a
+-- load (source, release, file, checksum, parser options; never a password), and what each unit changed.
+ALTER TABLE psystem.loads ADD COLUMN worker_spec jsonb;
+ALTER TABLE psystem.work_units ADD COLUMN report jsonb;
+CREATE INDEX loads_shared_running_idx ON psystem.loads (id) WHERE state = 'running' AND worker_spec IS NOT NULL;
 "#,
     ),
 ];

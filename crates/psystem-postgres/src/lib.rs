@@ -11,6 +11,9 @@
 //! - [`metrics`]: run metrics — rows, bytes, phase times and column statistics per load.
 //! - [`release_load`]: dataset loads of a release — work units, binary COPY into a staging table, replace keeping
 //!   the user's objects, merge with deletes, schema evolution, the files ledger (`docs/LOAD_MODES.md`).
+//! - [`work_units`]: the work-unit queue of a load — claim (`FOR UPDATE SKIP LOCKED`), heartbeat, reclaim, retry.
+//! - [`protein`]: UniProtKB entries into the `protein` table and its child tables, unit by unit, rewriting only
+//!   entries whose content MD5 changed; FASTA and JSON export (`docs/UNIPROT.md`).
 #![deny(missing_docs)]
 
 /// The managed local PostgreSQL cluster that psystem runs for the user.
@@ -24,8 +27,10 @@ pub mod idcache;
 pub mod ident;
 pub mod ledger;
 pub mod metrics;
+pub mod protein;
 pub mod release_load;
 pub mod types;
+pub mod work_units;
 
 pub use copy_binary::{encode_copy_binary, CopyEncoder};
 pub use destination::{Destination, JobLock, LoadHandle, LoadSpec, PageExtras, TablePreview};

@@ -33,6 +33,30 @@ pub enum ReleaseError {
         url: String,
     },
 
+    /// A UniProt source has neither a current release (`current_release/knowledgebase/complete/reldate.txt`) nor a
+    /// previous one (`previous_releases/release-YYYY_MM/`).
+    #[error("no UniProt release found at {url}: expected current_release/knowledgebase/complete/reldate.txt or previous_releases/release-YYYY_MM/ folders there (the source URL is the folder holding them, e.g. https://ftp.uniprot.org/pub/databases/uniprot/)")]
+    NoUniProtRelease {
+        /// The source's base URL (without credentials).
+        url: String,
+    },
+
+    /// A UniProt `reldate.txt` could not be read (format: `uniprot::parse_reldate`).
+    #[error("reldate.txt: {detail}")]
+    Reldate {
+        /// What is wrong, with the line number and, when known, the URL.
+        detail: String,
+    },
+
+    /// A plugin's `source.provider` names no provider psystem knows.
+    #[error("unknown release provider {provider:?} (source.provider); psystem knows: {known}")]
+    UnknownProvider {
+        /// The provider asked for.
+        provider: String,
+        /// The providers there are, comma-separated.
+        known: String,
+    },
+
     /// The release folder has neither `output/etl/parquet/` nor Parquet dataset folders under `output/`.
     #[error("release {release}: unknown layout ({detail})")]
     UnknownLayout {

@@ -14,22 +14,29 @@ pub enum Layout {
     EtlParquet,
     /// Open Targets from 25.03: `<release>/output/<snake_case_dataset>/`, Parquet only.
     Output,
+    /// UniProtKB: one folder per release (`current_release/knowledgebase/complete/`,
+    /// `previous_releases/release-YYYY_MM/knowledgebase[/complete]/`) holding one file per dataset
+    /// (`uniprot_sprot.dat.gz`, …, or the tarballs of an old release); see [`crate::uniprot`].
+    UniProt,
 }
 
 impl Layout {
-    /// The folder holding the datasets, relative to the release root (ends with `/`).
+    /// The folder holding the datasets, relative to the release root (ends with `/`; empty for UniProt, whose
+    /// files are in the release folder itself).
     pub fn data_root(self) -> &'static str {
         match self {
             Layout::EtlParquet => "output/etl/parquet/",
             Layout::Output => "output/",
+            Layout::UniProt => "",
         }
     }
 
-    /// A short name for people: `etl/parquet (≤24.09)` or `output (≥25.03)`.
+    /// A short name for people: `etl/parquet (≤24.09)`, `output (≥25.03)` or `UniProtKB flat files`.
     pub fn describe(self) -> &'static str {
         match self {
             Layout::EtlParquet => "output/etl/parquet (≤ 24.09)",
             Layout::Output => "output (≥ 25.03)",
+            Layout::UniProt => "UniProtKB flat files",
         }
     }
 }

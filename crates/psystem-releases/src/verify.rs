@@ -2,7 +2,8 @@
 //!
 //! The manifest is verified first: Open Targets' `release_data_integrity` against `release_data_integrity.sha1`
 //! (formats: `../shared/fixtures/README.md`; parsing: [`psystem_sources::manifest`]); `MD5SUMS`, `SHA1SUMS` and
-//! `SHA256SUMS` (GNU checksum lists) are read when a release has one of those instead, and per-file checksum files
+//! `SHA256SUMS` (GNU checksum lists) and Metalink documents (UniProt's `RELEASE.metalink`: Metalink 3.0, or RFC 5854)
+//! are read when a release has one of those instead, and per-file checksum files
 //! (`part-0.parquet.md5`, `.sha1`, `.sha256` beside the data) when it has none of them. Then each file is hashed
 //! while its bytes stream past: during the download, or — for a file already complete in the cache, or a `file://`
 //! source read in place — in one read of the local file. A mismatch removes the cached copy (the next run
@@ -12,8 +13,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use psystem_sources::manifest::{
-    parse_checksum_list, verify_manifest_sha1, Algorithm, Hasher, Manifest, ManifestEntry,
-    ManifestError, ManifestKind,
+    parse_checksum_list, parse_metalink, verify_manifest_sha1, Algorithm, Hasher, Manifest,
+    ManifestEntry, ManifestError, ManifestKind,
 };
 use psystem_transport::{Cache, Transport, TransportError};
 use serde::Serialize;
@@ -45,7 +46,8 @@ impl ReleaseManifest {
         self.manifest.entries.iter().find(|e| e.path == path)
     }
 
-    /// `release_data_integrity (412 files, sha1; matches its .sha1)` for people.
+    /// `release_data_integrity (412 files, sha1; matches its .sha1)` for people; `RELEASE.metalink (6 files, md5)`
+    /// for a Metalink, which has no `.sha1`.
     pub fn describe(&self) -> String {
         let algorithm = self
             .manifest
@@ -53,7 +55,12 @@ impl ReleaseManifest {
             .first()
             .map(|e| e.algorithm.to_string())
             .unwrap_or_default();
-        if self.per_file {
+        if self.per_file
+            || matches!(
+                self.manifest.kind,
+                ManifestKind::Metalink3 | ManifestKind::Metalink4
+            )
+        {
             return format!(
                 "{} ({} files, {algorithm})",
                 self.name,
@@ -75,6 +82,9 @@ impl ReleaseManifest {
 
 /// Reads the release's manifest. `Ok(None)` when the release has none.
 ///
+/// A manifest named `*.metalink` / `*.meta4` (UniProt's `RELEASE.metalink`) is read as Metalink 3.0 or RFC 5854
+/// (auto-detected), with the strongest whole-file hash of each file (MD5 for UniProt).
+///
 /// Errors: [`ReleaseError::Manifest`] when the manifest does not match its `.sha1` or cannot be parsed (including
 /// unsafe paths such as `../x` or `/etc/passwd`); transport errors.
 pub async fn fetch_manifest(
@@ -89,6 +99,9 @@ pub async fn fetch_manifest(
     };
     let bytes = transport.read_all(&release.source_path(&name)).await?;
     let shown = format!("{}/{name}", release.name);
+    if is_metalink(&name) {
+        return read_metalink(&bytes, name, &shown).map(Some);
+    }
     let (algorithm, with_sha1) = match name.as_str() {
         "MD5SUMS" => (Algorithm::Md5, false),
         "SHA256SUMS" => (Algorithm::Sha256, false),
@@ -125,6 +138,32 @@ pub async fn fetch_manifest(
         sha1_checked,
         per_file: false,
     }))
+}
+
+/// Whether a manifest file name is a Metalink document (`RELEASE.metalink`, `*.metalink`, `*.meta4`).
+pub fn is_metalink(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".metalink") || lower.ends_with(".meta4")
+}
+
+/// A Metalink manifest (UniProt's `RELEASE.metalink`): Metalink 3.0 or RFC 5854, told apart by the root element's
+/// namespace ([`psystem_sources::manifest::parse_metalink`]). Its entries name files by their bare name in the
+/// release folder, which is their release-relative path. A document that is not a Metalink, or lists no file, is
+/// an error — never "0 files".
+fn read_metalink(bytes: &[u8], name: String, shown: &str) -> Result<ReleaseManifest, ReleaseError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| ManifestError::Parse {
+        manifest: shown.to_string(),
+        line: None,
+        detail: format!("not UTF-8 text: {e}"),
+    })?;
+    let manifest = parse_metalink(text, shown)?;
+    debug!(manifest = %shown, kind = ?manifest.kind, files = manifest.entries.len(), "Metalink read.");
+    Ok(ReleaseManifest {
+        name,
+        manifest,
+        sha1_checked: false,
+        per_file: false,
+    })
 }
 
 /// A manifest made of the release's per-file checksum files: `<file>.md5` (or `.sha1`, `.sha256`) beside each

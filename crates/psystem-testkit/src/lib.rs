@@ -6,3 +6,4 @@ pub mod ftp;
 pub mod gho_server;
 pub mod mirror;
 pub mod opentargets;
+pub mod uniprot;

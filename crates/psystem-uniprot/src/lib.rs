@@ -21,14 +21,17 @@
 
 mod error;
 mod intern;
+mod md5x;
 mod model;
 mod parse;
 mod reader;
+mod split;
 
 pub use error::{ParseError, ParseErrorKind};
 pub use model::*;
 pub use parse::parse_entry;
 pub use reader::{open_path, EntryReader, ErrorPolicy, ParseReport, SkippedEntry, MAX_ENTRY_BYTES};
+pub use split::{plan_units, UnitRange};
 
 use crc::{Algorithm, Crc, Table};
 

@@ -4,11 +4,11 @@
 //! two-letter code. Multi-line values are joined into per-entry buffers and split once at the end of their block.
 
 use chrono::NaiveDate;
-use md5::{Digest, Md5};
 
 use crate::error::{ParseError, ParseErrorKind};
 use crate::intern;
 use crate::model::*;
+use crate::md5x::md5_many;
 use crate::{crc64, hex_lower};
 
 /// Why parsing one entry failed, with the position inside the entry.
@@ -30,7 +30,11 @@ pub(crate) struct EntryFailure {
 /// Errors: any [`ParseErrorKind`] except `Io`.
 pub fn parse_entry(text: &[u8]) -> Result<Entry, ParseError> {
     parse_entry_text(text)
-        .map(|(entry, _)| entry)
+        .map(|parsed| {
+            let mut entry = parsed.entry;
+            fill_digests(&mut [(&mut entry, &text[..parsed.content_len])]);
+            entry
+        })
         .map_err(|f| ParseError {
             file: None,
             accession: f.accession,
@@ -38,6 +42,36 @@ pub fn parse_entry(text: &[u8]) -> Result<Entry, ParseError> {
             line: f.line_in_entry,
             kind: f.kind,
         })
+}
+
+/// Set `content_md5` (MD5 of the raw entry text, a missing final line feed hashed as present) and `sequence_md5`
+/// (MD5 of the residues) of each entry, hashing all texts and sequences together ([`crate::md5x::md5_many`]).
+pub(crate) fn fill_digests(entries: &mut [(&mut Entry, &[u8])]) {
+    // An entry at the very end of a stream may lack its final line feed: it is hashed with one appended.
+    let with_newline: Vec<Option<Vec<u8>>> = entries
+        .iter()
+        .map(|(_, text)| {
+            (!text.ends_with(b"\n")).then(|| {
+                let mut t = Vec::with_capacity(text.len() + 1);
+                t.extend_from_slice(text);
+                t.push(b'\n');
+                t
+            })
+        })
+        .collect();
+    let mut messages: Vec<&[u8]> = Vec::with_capacity(entries.len() * 2);
+    for ((_, text), fixed) in entries.iter().zip(&with_newline) {
+        messages.push(fixed.as_deref().unwrap_or(text));
+    }
+    for (entry, _) in entries.iter() {
+        messages.push(entry.sequence.residues.as_bytes());
+    }
+    let digests = md5_many(&messages);
+    let (content, sequence) = digests.split_at(entries.len());
+    for (((entry, _), c), s) in entries.iter_mut().zip(content).zip(sequence) {
+        entry.content_md5 = hex_lower(c);
+        entry.sequence_md5 = hex_lower(s);
+    }
 }
 
 fn malformed(line_type: &'static str, message: impl Into<String>) -> ParseErrorKind {
@@ -101,8 +135,7 @@ fn evidenced(s: &str) -> EvidencedValue {
     if s.ends_with('}') {
         // Only an `{ECO:…}` block is evidence; other braces are part of the value.
         if let Some(open) = s.rfind('{').filter(|&o| s[o + 1..].starts_with("ECO:")) {
-            let evidence = s[open + 1..s.len() - 1]
-                .split(',')
+            let evidence = split_byte(&s[open + 1..s.len() - 1], b',')
                 .map(str::trim_ascii)
                 .filter(|e| !e.is_empty())
                 .map(str::to_owned)
@@ -117,6 +150,70 @@ fn evidenced(s: &str) -> EvidencedValue {
         value: s.to_owned(),
         evidence: Vec::new(),
     }
+}
+
+/// Index of the first `b` in `s`. A plain loop: the fields searched here are a few dozen bytes, where it beats
+/// `memchr`'s set-up cost (and `str::find(char)`'s).
+#[inline]
+fn find_byte(s: &str, b: u8) -> Option<usize> {
+    s.as_bytes().iter().position(|&c| c == b)
+}
+
+/// `s` split at the first ASCII `b` (which is left out), like `str::split_once(char)`.
+#[inline]
+fn split_once_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    find_byte(s, b).map(|i| (&s[..i], &s[i + 1..]))
+}
+
+/// `s` split at the last ASCII `b` (which is left out), like `str::rsplit_once(char)`.
+#[inline]
+fn rsplit_once_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    s.as_bytes()
+        .iter()
+        .rposition(|&c| c == b)
+        .map(|i| (&s[..i], &s[i + 1..]))
+}
+
+/// The parts of `s` between ASCII `sep` bytes, like `str::split(char)`.
+#[inline]
+fn split_byte(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let cur = rest?;
+        match find_byte(cur, sep) {
+            Some(i) => {
+                rest = Some(&cur[i + 1..]);
+                Some(&cur[..i])
+            }
+            None => {
+                rest = None;
+                Some(cur)
+            }
+        }
+    })
+}
+
+/// Offsets of the line feeds in `bytes`, found 32 bytes at a time (SIMD compare and bit mask).
+fn line_feeds(bytes: &[u8]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(bytes.len() / 48 + 4);
+    let newline = wide::u8x32::splat(b'\n');
+    let mut blocks = bytes.chunks_exact(32);
+    let mut base = 0u32;
+    for block in &mut blocks {
+        let block: [u8; 32] = block.try_into().expect("32 bytes");
+        let mut mask = wide::u8x32::new(block).simd_eq(newline).to_bitmask();
+        while mask != 0 {
+            out.push(base + mask.trailing_zeros());
+            mask &= mask - 1;
+        }
+        base += 32;
+    }
+    for (i, &b) in blocks.remainder().iter().enumerate() {
+        if b == b'\n' {
+            out.push(base + i as u32);
+        }
+    }
+    out
 }
 
 fn strip_suffix_char(s: &str, c: char) -> &str {
@@ -246,7 +343,7 @@ impl ReferenceText {
 }
 
 fn token(tok: &str, line_type: &'static str) -> R<Token> {
-    match tok.split_once('=') {
+    match split_once_byte(tok, b'=') {
         Some((k, v)) => Ok(Token {
             key: k.trim_ascii().to_owned(),
             value: v.trim_ascii().to_owned(),
@@ -302,12 +399,12 @@ fn parse_position(s: &str) -> R<Position> {
 
 /// `[SEQ:]start[..end]`
 fn parse_location(s: &str) -> R<Location> {
-    let (sequence, range) = match s.rsplit_once(':') {
+    let (sequence, range) = match rsplit_once_byte(s, b':') {
         Some((seq, range)) => (Some(seq.to_owned()), range),
         None => (None, s),
     };
-    let (start, end) = match range.split_once("..") {
-        Some((a, b)) => (parse_position(a)?, parse_position(b)?),
+    let (start, end) = match range.as_bytes().windows(2).position(|w| w == b"..") {
+        Some(i) => (parse_position(&range[..i])?, parse_position(&range[i + 2..])?),
         None => {
             let p = parse_position(range)?;
             (p, p)
@@ -348,8 +445,18 @@ struct Sq {
     crc64: String,
 }
 
-/// Parse `text` (one entry). On success returns the entry and its number of lines.
-pub(crate) fn parse_entry_text(text: &[u8]) -> Result<(Entry, u64), EntryFailure> {
+/// A parsed entry whose `content_md5` and `sequence_md5` are still empty: they are computed for many entries at
+/// once by [`fill_digests`].
+pub(crate) struct ParsedEntry {
+    pub entry: Entry,
+    /// Lines of the entry text.
+    pub lines: u64,
+    /// Bytes of the entry text from the `ID` line through the `//` line's line feed (what `content_md5` covers).
+    pub content_len: usize,
+}
+
+/// Parse `text` (one entry), leaving the two MD5 digests empty.
+pub(crate) fn parse_entry_text(text: &[u8]) -> Result<ParsedEntry, EntryFailure> {
     let s = match std::str::from_utf8(text) {
         Ok(s) => s,
         Err(e) => {
@@ -366,7 +473,11 @@ pub(crate) fn parse_entry_text(text: &[u8]) -> Result<(Entry, u64), EntryFailure
     };
     let mut p = EntryParser::default();
     match p.run(s) {
-        Ok(entry) => Ok((entry, p.line)),
+        Ok(entry) => Ok(ParsedEntry {
+            entry,
+            lines: p.line,
+            content_len: p.content_len,
+        }),
         Err((line, kind, resume_at)) => Err(EntryFailure {
             line_in_entry: line,
             kind,
@@ -386,15 +497,15 @@ struct LineCounts {
 }
 
 impl LineCounts {
-    fn of(bytes: &[u8]) -> Self {
+    fn of(bytes: &[u8], line_feeds: &[u32]) -> Self {
         let mut c = LineCounts {
             rn: 0,
             dr: 0,
             cc_topics: 0,
             ft_keys: 0,
         };
-        for i in memchr::memchr_iter(b'\n', bytes) {
-            let l = &bytes[i + 1..];
+        for &i in line_feeds {
+            let l = &bytes[i as usize + 1..];
             if l.len() < 6 {
                 continue;
             }
@@ -413,6 +524,8 @@ impl LineCounts {
 #[derive(Default)]
 struct EntryParser {
     line: u64,
+    /// Bytes of the entry text through the `//` line's line feed (set on success).
+    content_len: usize,
     accession: Option<String>,
     entry_name: Option<String>,
 }
@@ -423,7 +536,9 @@ impl EntryParser {
     #[allow(clippy::too_many_lines)]
     fn run(&mut self, s: &str) -> Result<Entry, Fail> {
         let bytes = s.as_bytes();
-        let counts = LineCounts::of(bytes);
+        let line_feeds = line_feeds(bytes);
+        let counts = LineCounts::of(bytes, &line_feeds);
+        let mut next_line_feed = line_feeds.iter();
         // ID
         let mut status = Status::Reviewed;
         let mut id_length = 0u32;
@@ -461,7 +576,7 @@ impl EntryParser {
         let mut pos = 0usize;
         while pos < bytes.len() {
             let line_start = pos;
-            let nl = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+            let nl = next_line_feed.next().map_or(bytes.len(), |&i| i as usize);
             pos = nl + 1;
             let mut line = &s[line_start..nl];
             if let Some(l) = line.strip_suffix('\r') {
@@ -547,7 +662,7 @@ impl EntryParser {
                     }
                 }
                 b"AC" => {
-                    for acc in content.split(';') {
+                    for acc in split_byte(content, b';') {
                         let acc = acc.trim_ascii();
                         if acc.is_empty() {
                             continue;
@@ -613,7 +728,7 @@ impl EntryParser {
                 b"OH" => {
                     let t = content.trim_ascii();
                     if let Some(rest) = t.strip_prefix("NCBI_TaxID=") {
-                        let (id, name) = rest.split_once(';').unwrap_or((rest, ""));
+                        let (id, name) = split_once_byte(rest, b';').unwrap_or((rest, ""));
                         hosts.push(Host {
                             ncbi_taxid: parse_u64(id.trim_ascii(), "OH", "taxonomy identifier")
                                 .map_err(fail)?,
@@ -663,7 +778,7 @@ impl EntryParser {
                                 r.authors.reserve(16);
                             }
                             // RA lines break between authors, so each line holds whole names.
-                            for a in strip_suffix_char(t, ';').split(',') {
+                            for a in split_byte(strip_suffix_char(t, ';'), b',') {
                                 let a = a.trim_ascii();
                                 if !a.is_empty() {
                                     r.authors.push(a.to_owned());
@@ -845,8 +960,7 @@ impl EntryParser {
         }
         let organism = strip_suffix_char(&os, '.').to_owned();
         let organelles = organelles(&og);
-        let lineage = strip_suffix_char(&oc, '.')
-            .split(';')
+        let lineage = split_byte(strip_suffix_char(&oc, '.'), b';')
             .map(str::trim_ascii)
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
@@ -880,14 +994,8 @@ impl EntryParser {
                 None,
             ));
         }
-        let sequence_md5 = hex_lower(&Md5::digest(&residues));
-        let mut hasher = Md5::new();
-        let raw = &bytes[..end_offset];
-        hasher.update(raw);
-        if !raw.ends_with(b"\n") {
-            hasher.update(b"\n");
-        }
-        let content_md5 = hex_lower(&hasher.finalize());
+        // The digests are computed by the caller, many entries at once (`crate::md5x`).
+        self.content_len = end_offset;
         let residues = String::from_utf8(residues).expect("residues are ASCII upper-case letters");
         Ok(Entry {
             entry_name,
@@ -915,8 +1023,8 @@ impl EntryParser {
                 crc64: sq.crc64,
                 residues,
             },
-            content_md5,
-            sequence_md5,
+            content_md5: String::new(),
+            sequence_md5: String::new(),
         })
     }
 
@@ -1019,10 +1127,10 @@ impl EntryParser {
             if let Some(f) = feature.take() {
                 features.push(f.finish());
             }
-            let key_end = content.find(' ').unwrap_or(content.len());
+            let key_end = find_byte(content, b' ').unwrap_or(content.len());
             let key = &content[..key_end];
             let rest = content[key_end..].trim_ascii_start();
-            let first_end = rest.find(' ').unwrap_or(rest.len());
+            let first_end = find_byte(rest, b' ').unwrap_or(rest.len());
             let first = &rest[..first_end];
             let after_first = rest[first_end..].trim_ascii_start();
             if first.is_empty() {
@@ -1042,7 +1150,7 @@ impl EntryParser {
                 });
             } else {
                 // Old layout: KEY from to [description]
-                let second_end = after_first.find(' ').unwrap_or(after_first.len());
+                let second_end = find_byte(after_first, b' ').unwrap_or(after_first.len());
                 let second = &after_first[..second_end];
                 let description = after_first[second_end..].trim_ascii();
                 let mut qualifiers = Vec::new();
@@ -1111,7 +1219,7 @@ impl EntryParser {
         let q = t
             .strip_prefix('/')
             .ok_or_else(|| malformed("FT", format!("expected /qualifier, got {t:?}")))?;
-        let (name, value) = q.split_once('=').unwrap_or((q, ""));
+        let (name, value) = split_once_byte(q, b'=').unwrap_or((q, ""));
         let value = if let Some(v) = value.strip_prefix('"') {
             match v.strip_suffix('"') {
                 Some(inner) => inner.to_owned(),
@@ -1141,7 +1249,7 @@ fn split_semicolon_space(s: &str) -> impl Iterator<Item = &str> {
         let cur = rest?;
         let b = cur.as_bytes();
         let mut from = 0;
-        while let Some(i) = memchr::memchr(b';', &b[from..]) {
+        while let Some(i) = b[from..].iter().position(|&c| c == b';') {
             let at = from + i;
             if b.get(at + 1) == Some(&b' ') {
                 rest = Some(&cur[at + 2..]);
@@ -1159,7 +1267,7 @@ fn dr_line(content: &str) -> R<CrossReference> {
     let mut t = content.trim_ascii_end();
     let mut isoform = None;
     if t.ends_with(']') {
-        if let Some(open) = memchr::memrchr(b'[', t.as_bytes()) {
+        if let Some(open) = t.as_bytes().iter().rposition(|&c| c == b'[') {
             if open > 0 && t.as_bytes()[open - 1] == b' ' {
                 isoform = Some(t[open + 1..t.len() - 1].to_owned());
                 t = t[..open].trim_ascii_end();

@@ -1,6 +1,7 @@
 //! Streaming over a UniProtKB flat file one entry at a time.
 
 use std::fs::File;
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ParseError, ParseErrorKind};
 use crate::model::Entry;
-use crate::parse::parse_entry_text;
+use crate::parse::{fill_digests, parse_entry_text};
 
 /// Bytes asked of the underlying reader per read.
 const READ_CHUNK: usize = 256 * 1024;
@@ -45,8 +46,35 @@ pub struct EntryReader<R> {
     /// Bytes drained from the front of `buf`.
     drained: u64,
     source: Option<Arc<Path>>,
+    /// Entries parsed (or failed) ahead of the caller, in stream order, waiting to be returned.
+    ready: VecDeque<Queued>,
+    /// While a batch is being parsed: stream offset of its first entry, whose bytes `fill` must keep.
+    batch_start: Option<u64>,
+    /// Positions as of the last item returned (the reader itself may have parsed further ahead).
+    reported: Position,
+}
+
+/// Where the stream stands after an item.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// Bytes consumed (stream offset after the item).
+    bytes: u64,
+    /// 1-based line number after the item.
+    line: u64,
+    /// Items so far.
     entries: u64,
 }
+
+/// An item parsed ahead, with the position after it.
+struct Queued {
+    item: Result<Entry, ParseError>,
+    after: Position,
+}
+
+/// A batch ends when it holds this many entries …
+const BATCH_ENTRIES: usize = 64;
+/// … or this many bytes of entry text. Entries of a batch have their MD5 digests computed together.
+const BATCH_BYTES: u64 = 512 * 1024;
 
 impl<R: Read> EntryReader<R> {
     /// A reader over `inner` (plain flat-file text; use [`open_path`] for files that may be gzip-compressed, or
@@ -63,13 +91,43 @@ impl<R: Read> EntryReader<R> {
             line: 1,
             drained: 0,
             source: None,
-            entries: 0,
+            ready: VecDeque::new(),
+            batch_start: None,
+            reported: Position {
+                bytes: 0,
+                line: 1,
+                entries: 0,
+            },
         }
     }
 
     /// Name the source in errors (usually the file path).
     pub fn with_source_name(mut self, name: impl Into<PathBuf>) -> Self {
         self.source = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// Report positions as if the stream began at `byte_offset` of a larger file, on its line `line` (1-based).
+    ///
+    /// For reading one work unit ([`crate::UnitRange`]) of a file: the caller skips the first `byte_offset` bytes
+    /// of the (decompressed) file itself and hands the rest (usually limited with `Read::take`) to
+    /// [`Self::new`]; with `.with_position(unit.start, unit.first_line)` the reader's error line numbers,
+    /// [`Self::next_line`] and [`Self::bytes_consumed`] are those of a reader over the whole file. Meant to be
+    /// called before the first entry is read; called later, it shifts the positions by the same amounts
+    /// (`byte_offset` bytes and `line - 1` lines).
+    pub fn with_position(mut self, byte_offset: u64, line: u64) -> Self {
+        let lines = line.saturating_sub(1);
+        self.drained += byte_offset;
+        self.line += lines;
+        self.reported.bytes += byte_offset;
+        self.reported.line += lines;
+        for q in &mut self.ready {
+            q.after.bytes += byte_offset;
+            q.after.line += lines;
+            if let Err(e) = &mut q.item {
+                e.line += lines;
+            }
+        }
         self
     }
 
@@ -80,17 +138,26 @@ impl<R: Read> EntryReader<R> {
 
     /// Bytes of the (decompressed) stream consumed so far: the end of the last entry returned or skipped.
     pub fn bytes_consumed(&self) -> u64 {
-        self.drained + self.pos as u64
+        self.reported.bytes
     }
 
     /// Entries returned or reported as errors so far.
     pub fn entries_seen(&self) -> u64 {
-        self.entries
+        self.reported.entries
     }
 
-    /// 1-based line number where the next entry starts.
+    /// 1-based line number just past the last entry returned or skipped (where the next entry starts, or a
+    /// blank line before it).
     pub fn next_line(&self) -> u64 {
-        self.line
+        self.reported.line
+    }
+
+    fn here(&self) -> Position {
+        Position {
+            bytes: self.drained + self.pos as u64,
+            line: self.line,
+            entries: self.reported.entries + self.ready.len() as u64,
+        }
     }
 
     /// Read every remaining entry, handing each parsed one to `on_entry`.
@@ -138,12 +205,17 @@ impl<R: Read> EntryReader<R> {
 
     /// Read more bytes into `buf` (compacting first). Sets `eof` when the stream ends.
     fn fill(&mut self) -> io::Result<()> {
-        if self.pos > 0 && self.pos * 2 >= self.end {
-            self.buf.copy_within(self.pos..self.end, 0);
-            self.end -= self.pos;
-            self.drained += self.pos as u64;
-            self.scanned = self.scanned.saturating_sub(self.pos);
-            self.pos = 0;
+        // Bytes from `keep` on are still needed: the entry being read, and the entries of the batch being parsed.
+        let keep = match self.batch_start {
+            Some(start) => (start - self.drained) as usize,
+            None => self.pos,
+        };
+        if keep > 0 && keep * 2 >= self.end {
+            self.buf.copy_within(keep..self.end, 0);
+            self.end -= keep;
+            self.drained += keep as u64;
+            self.scanned = self.scanned.saturating_sub(keep);
+            self.pos -= keep;
         }
         if self.buf.len() - self.end < READ_CHUNK / 2 {
             let grown = (self.buf.len() * 2).max(self.end + READ_CHUNK);
@@ -241,47 +313,97 @@ impl<R: Read> EntryReader<R> {
     }
 }
 
+impl<R: Read> EntryReader<R> {
+    /// Parse the next batch of entries into `ready`, then compute their MD5 digests together.
+    fn parse_batch(&mut self) {
+        debug_assert!(self.ready.is_empty());
+        // (index in `ready`, stream offset of the text, its length)
+        let mut parsed: Vec<(usize, u64, usize)> = Vec::with_capacity(BATCH_ENTRIES);
+        let batch_start = self.drained + self.pos as u64;
+        self.batch_start = Some(batch_start);
+        while self.ready.len() < BATCH_ENTRIES
+            && self.drained + (self.pos as u64) - batch_start < BATCH_BYTES
+        {
+            let end = match self.next_entry_end() {
+                Ok(Some(end)) => end,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    self.done = true;
+                    let after = self.here();
+                    self.ready.push_back(Queued { item: Err(e), after });
+                    break;
+                }
+            };
+            let text = &self.buf[self.pos..end];
+            match parse_entry_text(text) {
+                Ok(p) => {
+                    parsed.push((self.ready.len(), self.drained + self.pos as u64, p.content_len));
+                    self.line += p.lines;
+                    self.pos = end;
+                    let mut after = self.here();
+                    after.entries += 1;
+                    self.ready.push_back(Queued {
+                        item: Ok(p.entry),
+                        after,
+                    });
+                }
+                Err(f) => {
+                    let consumed = f.resume_at.unwrap_or(text.len());
+                    let lines = memchr::memchr_iter(b'\n', &text[..consumed]).count() as u64;
+                    let err = self.error(
+                        self.line + f.line_in_entry - 1,
+                        f.kind,
+                        f.accession,
+                        f.entry_name,
+                    );
+                    self.line += lines;
+                    self.pos += consumed;
+                    self.scanned = self.pos;
+                    let mut after = self.here();
+                    after.entries += 1;
+                    self.ready.push_back(Queued {
+                        item: Err(err),
+                        after,
+                    });
+                }
+            }
+        }
+        // The batch's texts are still in `buf` (`fill` keeps them while `batch_start` is set).
+        let drained = self.drained;
+        let buf = &self.buf;
+        let mut targets: Vec<(&mut Entry, &[u8])> = Vec::with_capacity(parsed.len());
+        let mut wanted = parsed.iter().peekable();
+        for (i, q) in self.ready.iter_mut().enumerate() {
+            let Some(&&(idx, offset, len)) = wanted.peek() else {
+                break;
+            };
+            if idx != i {
+                continue;
+            }
+            wanted.next();
+            if let Ok(entry) = &mut q.item {
+                let at = (offset - drained) as usize;
+                targets.push((entry, &buf[at..at + len]));
+            }
+        }
+        fill_digests(&mut targets);
+        self.batch_start = None;
+    }
+}
+
 impl<R: Read> Iterator for EntryReader<R> {
     type Item = Result<Entry, ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
+        if self.ready.is_empty() && !self.done {
+            self.parse_batch();
         }
-        let end = match self.next_entry_end() {
-            Ok(Some(end)) => end,
-            Ok(None) => {
-                self.done = true;
-                return None;
-            }
-            Err(e) => {
-                self.done = true;
-                return Some(Err(e));
-            }
-        };
-        self.entries += 1;
-        let text = &self.buf[self.pos..end];
-        match parse_entry_text(text) {
-            Ok((entry, lines)) => {
-                self.line += lines;
-                self.pos = end;
-                Some(Ok(entry))
-            }
-            Err(f) => {
-                let consumed = f.resume_at.unwrap_or(text.len());
-                let lines = memchr::memchr_iter(b'\n', &text[..consumed]).count() as u64;
-                let err = self.error(
-                    self.line + f.line_in_entry - 1,
-                    f.kind,
-                    f.accession,
-                    f.entry_name,
-                );
-                self.line += lines;
-                self.pos += consumed;
-                self.scanned = self.pos;
-                Some(Err(err))
-            }
-        }
+        let q = self.ready.pop_front()?;
+        self.reported = q.after;
+        Some(q.item)
     }
 }
 

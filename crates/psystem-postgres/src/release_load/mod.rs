@@ -41,6 +41,8 @@ use crate::destination::{
     table_oid_exists, COPY_CHUNK, OPEN_LOCK_CLASS, RESUMABLE,
 };
 use crate::ident::{ident_with_suffix, quote_ident, quote_table};
+pub use crate::work_units::{ClaimedUnit, UnitCounts, UnitState, WorkQueue};
+use crate::work_units::unit_counts;
 use crate::types::pg_type;
 use crate::{Destination, DestinationError};
 use evolve::{ColumnPlan, ExistingColumn};
@@ -142,47 +144,6 @@ pub struct DatasetLoadSpec {
     pub heartbeat_timeout: Duration,
 }
 
-/// The state of a work unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UnitState {
-    /// Waiting to be claimed.
-    Pending,
-    /// Claimed by a worker.
-    Running,
-    /// Copied into the staging table.
-    Done,
-    /// Failed `max_attempts` times; [`open_dataset_load`] sets it pending again on resume.
-    Failed,
-}
-
-impl UnitState {
-    fn parse(s: &str) -> UnitState {
-        match s {
-            "running" => UnitState::Running,
-            "done" => UnitState::Done,
-            "failed" => UnitState::Failed,
-            _ => UnitState::Pending,
-        }
-    }
-}
-
-/// A work unit claimed by a worker.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClaimedUnit {
-    /// The unit's row id (`psystem.work_units.id`).
-    pub id: i64,
-    /// The unit key (file path).
-    pub key: String,
-    /// The size recorded for the unit, in bytes.
-    pub bytes: Option<u64>,
-    /// The unit's extra spec.
-    pub spec: Option<serde_json::Value>,
-    /// Which attempt this is (1 = first).
-    pub attempt: u32,
-    /// The worker that claimed it.
-    pub worker: String,
-}
-
 /// What [`DatasetLoad::copy_unit`] wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitReport {
@@ -194,25 +155,6 @@ pub struct UnitReport {
     pub batches: u64,
     /// How long the transaction took.
     pub duration: Duration,
-}
-
-/// The work units of a load by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UnitCounts {
-    /// Units waiting to be claimed.
-    pub pending: u64,
-    /// Units being copied.
-    pub running: u64,
-    /// Units copied.
-    pub done: u64,
-    /// Units that failed too often.
-    pub failed: u64,
-    /// Rows of the done units.
-    pub rows: u64,
-    /// Bytes of the done units.
-    pub bytes_done: u64,
-    /// Bytes of all units.
-    pub bytes_total: u64,
 }
 
 /// What [`DatasetLoad::finish`] changed.
@@ -549,10 +491,12 @@ impl DatasetLoad {
         &self.spec
     }
 
-    /// Claims the next `pending` unit (lowest id first), or a `running` one whose heartbeat is older than
-    /// [`DatasetLoadSpec::heartbeat_timeout`] (its worker died), for `worker`: state `running`, attempts + 1,
-    /// heartbeat now. Units locked by another transaction are skipped (`FOR UPDATE SKIP LOCKED`), so concurrent
-    /// claimers never get the same unit. `None` when no unit is available.
+    /// The load's work-unit queue (claim, heartbeat, fail, counts).
+    pub fn queue(&self) -> WorkQueue {
+        WorkQueue::new(self.load_id, self.spec.heartbeat_timeout)
+    }
+
+    /// Claims the next unit of the load for `worker`: [`WorkQueue::claim`].
     ///
     /// # Errors
     /// [`DestinationError::LoadNotActive`] when the load is not `running`; [`DestinationError::Database`].
@@ -561,47 +505,10 @@ impl DatasetLoad {
         dest: &Destination,
         worker: &str,
     ) -> Result<Option<ClaimedUnit>, DestinationError> {
-        let load_id = self.load_id;
-        let mut conn = dest
-            .pool()
-            .acquire()
-            .await
-            .map_err(DestinationError::db(format!(
-                "claiming a unit of load #{load_id}"
-            )))?;
-        check_running(&mut conn, load_id).await?;
-        let row = sqlx::query(
-            "UPDATE psystem.work_units u SET state = 'running', attempts = u.attempts + 1, worker = $2, \
-             heartbeat_at = now(), started_at = now(), finished_at = NULL \
-             WHERE u.id = (SELECT w.id FROM psystem.work_units w WHERE w.load_id = $1 AND (w.state = 'pending' \
-               OR (w.state = 'running' AND (w.heartbeat_at IS NULL OR w.heartbeat_at < now() - make_interval(secs => $3)))) \
-               ORDER BY w.id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING u.id, u.unit_key, u.bytes, u.spec, u.attempts",
-        )
-        .bind(load_id)
-        .bind(worker)
-        .bind(self.spec.heartbeat_timeout.as_secs_f64())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(DestinationError::db(format!("claiming a unit of load #{load_id}")))?;
-        Ok(row.map(|row| {
-            let unit = ClaimedUnit {
-                id: row.get("id"),
-                key: row.get("unit_key"),
-                bytes: row.get::<Option<i64>, _>("bytes").map(|b| b.max(0) as u64),
-                spec: row
-                    .get::<Option<sqlx::types::Json<serde_json::Value>>, _>("spec")
-                    .map(|j| j.0),
-                attempt: row.get::<i32, _>("attempts").max(0) as u32,
-                worker: worker.to_string(),
-            };
-            debug!(load_id, unit = %unit.key, attempt = unit.attempt, worker, "Work unit claimed.");
-            unit
-        }))
+        self.queue().claim(dest, worker).await
     }
 
-    /// Records that `unit` is still being worked on (`heartbeat_at = now()`). A unit whose row is locked by the
-    /// copy transaction of this worker is alive by that lock and is left as it is.
+    /// Records that `unit` is still being worked on: [`WorkQueue::heartbeat`].
     ///
     /// # Errors
     /// [`DestinationError::UnitLost`] when the unit was reclaimed by another worker or is no longer running;
@@ -611,27 +518,7 @@ impl DatasetLoad {
         dest: &Destination,
         unit: &ClaimedUnit,
     ) -> Result<(), DestinationError> {
-        let ctx = format!("heartbeat of unit {:?} of load #{}", unit.key, self.load_id);
-        let updated = sqlx::query(
-            "UPDATE psystem.work_units SET heartbeat_at = now() WHERE id = (SELECT id FROM psystem.work_units \
-             WHERE id = $1 AND state = 'running' AND worker = $2 AND attempts = $3 FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(unit.id)
-        .bind(&unit.worker)
-        .bind(unit.attempt as i32)
-        .execute(dest.pool())
-        .await
-        .map_err(DestinationError::db(ctx.clone()))?;
-        if updated.rows_affected() == 1 {
-            return Ok(());
-        }
-        let row =
-            sqlx::query("SELECT state, worker, attempts FROM psystem.work_units WHERE id = $1")
-                .bind(unit.id)
-                .fetch_optional(dest.pool())
-                .await
-                .map_err(DestinationError::db(ctx))?;
-        self.check_holder(unit, row.as_ref())
+        self.queue().heartbeat(dest, unit).await
     }
 
     /// Copies the batches of `unit` into the staging table in **one transaction** that also marks the unit
@@ -697,22 +584,7 @@ impl DatasetLoad {
     ) -> Result<(u64, u64), DestinationError> {
         let load_id = self.load_id;
         let ctx = |what: &str| format!("copying unit {:?} of load #{load_id}: {what}", unit.key);
-        let row = sqlx::query(
-            "SELECT state, worker, attempts FROM psystem.work_units WHERE id = $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(unit.id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(DestinationError::db(ctx("lock the unit")))?;
-        if row.is_none() {
-            return Err(DestinationError::UnitLost {
-                load_id,
-                unit: unit.key.clone(),
-                detail: "another transaction is copying it".into(),
-            });
-        }
-        self.check_holder(unit, row.as_ref())?;
-        check_running(&mut *conn, load_id).await?;
+        self.queue().lock_for_commit(&mut *conn, unit).await?;
 
         let sql = format!(
             "COPY {} ({}) FROM STDIN (FORMAT binary)",
@@ -785,20 +657,13 @@ impl DatasetLoad {
             .await
             .map_err(DestinationError::db(ctx("finish COPY")))?;
         debug_assert_eq!(copied, rows);
-        sqlx::query(
-            "UPDATE psystem.work_units SET state = 'done', rows = $2, heartbeat_at = now(), finished_at = now(), \
-             last_error = NULL WHERE id = $1",
-        )
-        .bind(unit.id)
-        .bind(copied as i64)
-        .execute(&mut *conn)
-        .await
-        .map_err(DestinationError::db(ctx("mark the unit done")))?;
+        self.queue()
+            .mark_done(&mut *conn, unit, copied, None)
+            .await?;
         Ok((copied, count))
     }
 
-    /// Records that `unit` failed with `error` (must not contain secrets): it becomes `pending` again for
-    /// another attempt, or `failed` once it has been attempted `max_attempts` times. Returns the new state.
+    /// Records that `unit` failed with `error`: [`WorkQueue::fail`].
     ///
     /// # Errors
     /// [`DestinationError::UnitLost`] when the unit is no longer this worker's; [`DestinationError::Database`].
@@ -809,35 +674,7 @@ impl DatasetLoad {
         error: &str,
         max_attempts: u32,
     ) -> Result<UnitState, DestinationError> {
-        let ctx = format!(
-            "recording the failure of unit {:?} of load #{}",
-            unit.key, self.load_id
-        );
-        let state: Option<String> = sqlx::query_scalar(
-            "UPDATE psystem.work_units SET state = CASE WHEN attempts >= $4 THEN 'failed' ELSE 'pending' END, \
-             last_error = $5, worker = NULL, heartbeat_at = NULL, finished_at = now() \
-             WHERE id = $1 AND state = 'running' AND worker = $2 AND attempts = $3 RETURNING state",
-        )
-        .bind(unit.id)
-        .bind(&unit.worker)
-        .bind(unit.attempt as i32)
-        .bind(max_attempts.min(i32::MAX as u32) as i32)
-        .bind(error)
-        .fetch_optional(dest.pool())
-        .await
-        .map_err(DestinationError::db(ctx))?;
-        match state {
-            Some(s) => {
-                let state = UnitState::parse(&s);
-                warn!(load_id = self.load_id, unit = %unit.key, attempt = unit.attempt, ?state, error, "Work unit failed.");
-                Ok(state)
-            }
-            None => Err(DestinationError::UnitLost {
-                load_id: self.load_id,
-                unit: unit.key.clone(),
-                detail: "it is no longer running under this worker and attempt".into(),
-            }),
-        }
+        self.queue().fail(dest, unit, error, max_attempts).await
     }
 
     /// The units of the load by state, with the rows and bytes of the done ones.
@@ -1472,37 +1309,6 @@ impl DatasetLoad {
         Ok(())
     }
 
-    /// Checks a `work_units` row (state, worker, attempts) against the claim.
-    fn check_holder(
-        &self,
-        unit: &ClaimedUnit,
-        row: Option<&sqlx::postgres::PgRow>,
-    ) -> Result<(), DestinationError> {
-        let lost = |detail: String| DestinationError::UnitLost {
-            load_id: self.load_id,
-            unit: unit.key.clone(),
-            detail,
-        };
-        let Some(row) = row else {
-            return Err(lost("it is no longer in the ledger".into()));
-        };
-        let state: String = row.get("state");
-        let worker: Option<String> = row.get("worker");
-        let attempts: i32 = row.get("attempts");
-        if state == "running"
-            && worker.as_deref() == Some(unit.worker.as_str())
-            && attempts == unit.attempt as i32
-        {
-            Ok(())
-        } else {
-            Err(lost(format!(
-                "it is {state} under worker {} at attempt {attempts} (this worker: {} at attempt {})",
-                worker.as_deref().unwrap_or("-"),
-                unit.worker,
-                unit.attempt
-            )))
-        }
-    }
 }
 
 /// Records the type changes of an evolution in the report. `replace` reports narrowings too (the new table
@@ -1609,57 +1415,6 @@ async fn existing_columns(
 }
 
 /// Fails with [`DestinationError::LoadNotActive`] unless the load is `running`.
-async fn check_running(conn: &mut PgConnection, load_id: i64) -> Result<(), DestinationError> {
-    let state: Option<String> = sqlx::query_scalar("SELECT state FROM psystem.loads WHERE id = $1")
-        .bind(load_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(DestinationError::db(format!(
-            "reading the state of load #{load_id}"
-        )))?
-        .ok_or(DestinationError::LoadNotFound { load_id })?;
-    if state.as_deref() == Some("running") {
-        Ok(())
-    } else {
-        Err(DestinationError::LoadNotActive {
-            load_id,
-            state: state.unwrap_or_default(),
-        })
-    }
-}
-
-async fn unit_counts<'c, E>(executor: E, load_id: i64) -> Result<UnitCounts, DestinationError>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
-{
-    let row = sqlx::query(
-        "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, \
-         count(*) FILTER (WHERE state = 'running') AS running, \
-         count(*) FILTER (WHERE state = 'done') AS done, \
-         count(*) FILTER (WHERE state = 'failed') AS failed, \
-         COALESCE(sum(rows) FILTER (WHERE state = 'done'), 0)::bigint AS rows, \
-         COALESCE(sum(bytes) FILTER (WHERE state = 'done'), 0)::bigint AS bytes_done, \
-         COALESCE(sum(bytes), 0)::bigint AS bytes_total \
-         FROM psystem.work_units WHERE load_id = $1",
-    )
-    .bind(load_id)
-    .fetch_one(executor)
-    .await
-    .map_err(DestinationError::db(format!(
-        "counting the units of load #{load_id}"
-    )))?;
-    let n = |c: &str| row.get::<i64, _>(c).max(0) as u64;
-    Ok(UnitCounts {
-        pending: n("pending"),
-        running: n("running"),
-        done: n("done"),
-        failed: n("failed"),
-        rows: n("rows"),
-        bytes_done: n("bytes_done"),
-        bytes_total: n("bytes_total"),
-    })
-}
-
 /// `"a", "b"` for a list of column names.
 fn idents(names: &[String]) -> String {
     names

@@ -19,6 +19,19 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use psystem_uniprot::{open_path, ErrorPolicy};
 
+/// With the `bench-mimalloc` feature the benchmark allocates with mimalloc (a choice for binaries; the library
+/// never sets an allocator). Without it, the system allocator (glibc malloc).
+#[cfg(feature = "bench-mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Name of the global allocator, for the report.
+const ALLOCATOR: &str = if cfg!(feature = "bench-mimalloc") {
+    "mimalloc"
+} else {
+    "system"
+};
+
 fn main() -> Result<()> {
     let mut mb: u64 = 200;
     let mut runs: u32 = 3;
@@ -74,6 +87,7 @@ fn main() -> Result<()> {
     let plain = time_parse(&path, runs, bytes, written)?;
     let mut json = serde_json::json!({
         "bench": "uniprot-parse",
+        "allocator": ALLOCATOR,
         "file_mb": bytes as f64 / 1e6,
         "entries": written,
         "runs": runs,
@@ -94,6 +108,24 @@ fn main() -> Result<()> {
         digest
     );
     json["md5_only_mb_per_s"] = serde_json::json!(data.len() as f64 / 1e6 / md5_secs);
+    // Planning work units: one scan of the plain text for entry boundaries, no parsing.
+    let start = Instant::now();
+    let cpu_start = thread_cpu_seconds();
+    let units = psystem_uniprot::plan_units(&data[..], 64 * 1024 * 1024)?;
+    let plan_secs = start.elapsed().as_secs_f64();
+    let plan_cpu = match (cpu_start, thread_cpu_seconds()) {
+        (Some(a), Some(b)) => b - a,
+        _ => plan_secs,
+    };
+    let entries_in_units: u64 = units.iter().map(|u| u.entries).sum();
+    println!(
+        "plan_units (64 MiB units, from memory): {:.0} MB/s wall, {:.0} MB per CPU s, {} units, {entries_in_units} entries",
+        data.len() as f64 / 1e6 / plan_secs,
+        data.len() as f64 / 1e6 / plan_cpu,
+        units.len()
+    );
+    json["plan_units_mb_per_s"] = serde_json::json!(data.len() as f64 / 1e6 / plan_secs);
+    json["plan_units_mb_per_cpu_s"] = serde_json::json!(data.len() as f64 / 1e6 / plan_cpu);
     drop(data);
     if gzip {
         let gz = dir.path().join("bench.dat.gz");
@@ -107,6 +139,7 @@ fn main() -> Result<()> {
         json["gzip_mb_per_cpu_s"] = serde_json::json!(g.4);
     }
     println!("{json}");
+    eprintln!("allocator: {ALLOCATOR}");
     Ok(())
 }
 
