@@ -54,6 +54,7 @@ impl Env {
             .env_remove("DATABASE_URL")
             .env_remove("GHOTopOSTGRES_DATABASE_URL")
             .env_remove("PSYSTEM_WHO_GHO_DATABASE_URL")
+            .env_remove("PSYSTEM_UNIPROT_DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
         c

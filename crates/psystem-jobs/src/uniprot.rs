@@ -503,7 +503,8 @@ pub enum WorkerEvent {
 
 /// `psystem worker`: joins the shared loads of a database, oldest first — downloads and verifies each load's file
 /// into this machine's cache, works its units with `threads` loops, finishes it when its last unit is done — then
-/// waits for new loads (or exits, with `exit_when_idle`). Stops at the next unit boundary when `control` says so.
+/// waits for new loads (or, with `exit_when_idle`, exits once no shared load has a unit pending or running: units
+/// other workers hold are waited for, and taken over if their heartbeat stops). Stops at the next unit boundary when `control` says so.
 ///
 /// # Errors
 /// The database cannot be reached.
@@ -516,11 +517,22 @@ pub async fn run_worker(
     let name = worker_name();
     let mut units_done = 0u64;
     let mut idle_reported = false;
+    // The loads joined so far and their verified local files (verified once per process).
+    let mut joined: std::collections::HashMap<i64, PathBuf> = std::collections::HashMap::new();
+    // Loads this worker cannot work on (its file cannot be fetched or does not match): not tried again.
+    let mut unusable: std::collections::HashSet<i64> = std::collections::HashSet::new();
     loop {
         if *control.borrow() != Control::Run {
             break;
         }
-        let loads = protein::shared_loads(&dest).await?;
+        let loads: Vec<_> = protein::shared_loads(&dest)
+            .await?
+            .into_iter()
+            .filter(|l| !unusable.contains(&l.load_id))
+            .collect();
+        // A load with units still running elsewhere is not over: one of them may stop heartbeating and need
+        // taking over, so an idle worker only leaves when no shared load has units left at all.
+        let any_left = !loads.is_empty();
         let mut worked = false;
         for shared in loads {
             let Ok(spec) = serde_json::from_value::<WorkerSpec>(shared.worker_spec.clone()) else {
@@ -534,23 +546,32 @@ pub async fn run_worker(
                 Err(DestinationError::LoadNotActive { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let _ = events.send(WorkerEvent::Joined {
-                load_id: load.load_id(),
-                job: shared.job_key.clone(),
-                release: spec.release.clone(),
-            });
-            idle_reported = false;
-            let local = match fetch_verified(&options, &spec, &control).await {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(e) => {
-                    let error = e.to_string();
-                    warn!(load_id = load.load_id(), error, "Cannot work on a shared load.");
-                    let _ = events.send(WorkerEvent::Failed {
+            let local = match joined.get(&load.load_id()) {
+                Some(p) => p.clone(),
+                None => {
+                    let _ = events.send(WorkerEvent::Joined {
                         load_id: load.load_id(),
-                        error,
+                        job: shared.job_key.clone(),
+                        release: spec.release.clone(),
                     });
-                    continue;
+                    idle_reported = false;
+                    match fetch_verified(&options, &spec, &control).await {
+                        Ok(Some(p)) => {
+                            joined.insert(load.load_id(), p.clone());
+                            p
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let error = e.to_string();
+                            warn!(load_id = load.load_id(), error, "Cannot work on a shared load.");
+                            unusable.insert(load.load_id());
+                            let _ = events.send(WorkerEvent::Failed {
+                                load_id: load.load_id(),
+                                error,
+                            });
+                            continue;
+                        }
+                    }
                 }
             };
             let events_ref = &events;
@@ -592,10 +613,10 @@ pub async fn run_worker(
         if worked {
             continue;
         }
-        if options.exit_when_idle {
+        if options.exit_when_idle && !any_left {
             break;
         }
-        if !idle_reported {
+        if !idle_reported && !any_left {
             let _ = events.send(WorkerEvent::Idle);
             idle_reported = true;
         }
