@@ -72,9 +72,9 @@ struct Queued {
 }
 
 /// A batch ends when it holds this many entries …
-const BATCH_ENTRIES: usize = 256;
+const BATCH_ENTRIES: usize = 128;
 /// … or this many bytes of entry text. Entries of a batch have their MD5 digests computed together.
-const BATCH_BYTES: u64 = 4 * 1024 * 1024;
+const BATCH_BYTES: u64 = 1024 * 1024;
 
 impl<R: Read> EntryReader<R> {
     /// A reader over `inner` (plain flat-file text; use [`open_path`] for files that may be gzip-compressed, or
