@@ -404,6 +404,17 @@ pub enum DestinationError {
         table: String,
     },
 
+    /// An accession occurs more than once in a UniProt release; the unit that met it again wrote nothing.
+    #[error("accession {accession} occurs more than once in the release (again in work unit {unit:?} of load #{load_id}); nothing of that unit was written")]
+    DuplicateAccession {
+        /// The load id.
+        load_id: i64,
+        /// The unit key.
+        unit: String,
+        /// The repeated accession (from the server's key violation detail; `?` when it gives none).
+        accession: String,
+    },
+
     /// Writing an export failed (disk full, closed pipe).
     #[error("writing the export to {target} failed")]
     ExportWrite {

@@ -7,8 +7,8 @@ use chrono::NaiveDate;
 
 use crate::error::{ParseError, ParseErrorKind};
 use crate::intern;
-use crate::model::*;
 use crate::md5x::md5_many;
+use crate::model::*;
 use crate::{crc64, hex_lower};
 
 /// Why parsing one entry failed, with the position inside the entry.
@@ -157,7 +157,14 @@ fn quoted_capacity(bytes: &[u8], mut start: usize, feeds: std::slice::Iter<'_, u
 macro_rules! reserve_joined {
     ($buf:expr, $piece:expr, $bytes:expr, $pos:expr, $feeds:expr, $code:expr, $cont:expr) => {
         if $buf.is_empty() {
-            $buf.reserve_exact(joined_capacity($piece, $bytes, $pos, $feeds.clone(), $code, $cont));
+            $buf.reserve_exact(joined_capacity(
+                $piece,
+                $bytes,
+                $pos,
+                $feeds.clone(),
+                $code,
+                $cont,
+            ));
         }
     };
 }
@@ -417,7 +424,9 @@ impl ReferenceText {
             position: if self.rp.is_empty() {
                 None
             } else {
-                Some(keep_within(self.rp, |rp| strip_suffix_char(rp.trim_ascii_end(), '.')))
+                Some(keep_within(self.rp, |rp| {
+                    strip_suffix_char(rp.trim_ascii_end(), '.')
+                }))
             },
             comments,
             cross_references,
@@ -495,7 +504,10 @@ fn parse_location(s: &str) -> R<Location> {
         None => (None, s),
     };
     let (start, end) = match range.as_bytes().windows(2).position(|w| w == b"..") {
-        Some(i) => (parse_position(&range[..i])?, parse_position(&range[i + 2..])?),
+        Some(i) => (
+            parse_position(&range[..i])?,
+            parse_position(&range[i + 2..])?,
+        ),
         None => {
             let p = parse_position(range)?;
             (p, p)
@@ -885,8 +897,14 @@ impl EntryParser {
                         b"RA" => {
                             if r.authors.capacity() == 0 {
                                 // Names with their ", " average over 12 bytes: room for the whole RA block.
-                                let block =
-                                    joined_capacity(t, bytes, pos, next_line_feed.clone(), code, false);
+                                let block = joined_capacity(
+                                    t,
+                                    bytes,
+                                    pos,
+                                    next_line_feed.clone(),
+                                    code,
+                                    false,
+                                );
                                 r.authors.reserve_exact(block / 10 + 1);
                             }
                             // RA lines break between authors, so each line holds whole names.

@@ -1,7 +1,7 @@
 //! Streaming over a UniProtKB flat file one entry at a time.
 
-use std::fs::File;
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,9 +21,12 @@ pub const MAX_ENTRY_BYTES: usize = 256 * 1024 * 1024;
 
 /// Reads UniProtKB flat-file entries from a byte stream, one at a time.
 ///
-/// Memory is bounded by one entry's text plus one read chunk (256 KiB): the reader keeps the bytes of the entry
-/// being parsed and what was read past its `//` line, nothing else. As an [`Iterator`] it yields
-/// `Result<Entry, ParseError>`:
+/// The reader parses ahead in batches of up to 128 entries or 1 MiB of entry text (or one entry, if larger) and
+/// computes the batch's `content_md5` and `sequence_md5` digests together, eight at a time
+/// (see `docs/UNIPROT.md`, "Speed"); it then hands the entries out one by one. Memory is bounded by one batch: its
+/// entries' text plus one read chunk (256 KiB) in the read buffer, and its parsed entries. Positions
+/// ([`Self::bytes_consumed`], [`Self::next_line`], [`Self::entries_seen`]) are those of the last item returned,
+/// not of the read-ahead. As an [`Iterator`] it yields `Result<Entry, ParseError>`:
 /// - an entry that fails to parse yields `Err` and the reader continues with the entry after its `//` line (or,
 ///   when an entry lost its `//`, with the next `ID` line), so the caller decides to skip-and-count or stop;
 /// - a read error (file, gzip, network) yields one `Err` whose kind is [`ParseErrorKind::Io`], then `None`.
@@ -73,7 +76,8 @@ struct Queued {
 
 /// A batch ends when it holds this many entries …
 const BATCH_ENTRIES: usize = 128;
-/// … or this many bytes of entry text. Entries of a batch have their MD5 digests computed together.
+/// … or this many bytes of entry text. Entries of a batch have their MD5 digests computed together; larger batches
+/// keep the eight MD5 lanes busier (fewer lanes idle while one long entry finishes), at the cost of memory.
 const BATCH_BYTES: u64 = 1024 * 1024;
 
 impl<R: Read> EntryReader<R> {
@@ -333,14 +337,21 @@ impl<R: Read> EntryReader<R> {
                 Err(e) => {
                     self.done = true;
                     let after = self.here();
-                    self.ready.push_back(Queued { item: Err(e), after });
+                    self.ready.push_back(Queued {
+                        item: Err(e),
+                        after,
+                    });
                     break;
                 }
             };
             let text = &self.buf[self.pos..end];
             match parse_entry_text(text) {
                 Ok(p) => {
-                    parsed.push((self.ready.len(), self.drained + self.pos as u64, p.content_len));
+                    parsed.push((
+                        self.ready.len(),
+                        self.drained + self.pos as u64,
+                        p.content_len,
+                    ));
                     self.line += p.lines;
                     self.pos = end;
                     let mut after = self.here();

@@ -65,7 +65,10 @@ impl UnitRange {
 ///
 /// Errors: [`ParseErrorKind::Io`] when reading fails (the error's `line` is the line being scanned), or when a line
 /// starting with `//` runs on for more than [`MAX_ENTRY_BYTES`] bytes without a line feed.
-pub fn plan_units<R: Read>(mut input: R, target_unit_bytes: u64) -> Result<Vec<UnitRange>, ParseError> {
+pub fn plan_units<R: Read>(
+    mut input: R,
+    target_unit_bytes: u64,
+) -> Result<Vec<UnitRange>, ParseError> {
     let mut plan = Planner::new(target_unit_bytes);
     let mut buf: Vec<u8> = vec![0; PLAN_CHUNK];
     // `buf[..len]` holds data; `buf[0]` is at stream offset `base`; `buf[..pos]` has been scanned and its line
@@ -93,7 +96,11 @@ pub fn plan_units<R: Read>(mut input: R, target_unit_bytes: u64) -> Result<Vec<U
             };
             let Some(t) = term else {
                 // Keep the last two bytes: they may begin a "\n//" completed by the next read.
-                let keep_from = if eof { len } else { len.saturating_sub(2).max(pos) };
+                let keep_from = if eof {
+                    len
+                } else {
+                    len.saturating_sub(2).max(pos)
+                };
                 plan.tail(&buf[pos..keep_from]);
                 line += count_line_feeds(&buf[pos..keep_from]);
                 if keep_from > pos {
@@ -233,7 +240,12 @@ fn count_line_feeds(s: &[u8]) -> u64 {
     let mut total = 0u64;
     for block in &mut blocks {
         let block: [u8; 32] = block.try_into().expect("32 bytes");
-        total += u64::from(wide::u8x32::new(block).simd_eq(newline).to_bitmask().count_ones());
+        total += u64::from(
+            wide::u8x32::new(block)
+                .simd_eq(newline)
+                .to_bitmask()
+                .count_ones(),
+        );
     }
     total + blocks.remainder().iter().filter(|&&b| b == b'\n').count() as u64
 }
@@ -245,7 +257,13 @@ mod tests {
     #[test]
     fn line_feed_count_matches_a_naive_count() {
         let text: Vec<u8> = (0..20_000u32)
-            .map(|i| if i % 7 == 0 || i % 13 == 0 { b'\n' } else { b'a' })
+            .map(|i| {
+                if i % 7 == 0 || i % 13 == 0 {
+                    b'\n'
+                } else {
+                    b'a'
+                }
+            })
             .collect();
         for n in [0, 1, 31, 32, 33, 8159, 8160, 8161, 20_000] {
             let naive = text[..n].iter().filter(|&&b| b == b'\n').count() as u64;
@@ -288,7 +306,10 @@ mod tests {
         // Unterminated text at the end counts as an entry; blank lines after a boundary join the last unit.
         let u = plan_units(&b"A\n//\nB\n"[..], 0).unwrap();
         assert_eq!(u.len(), 2);
-        assert_eq!((u[1].start, u[1].end, u[1].entries, u[1].first_line), (5, 7, 1, 3));
+        assert_eq!(
+            (u[1].start, u[1].end, u[1].entries, u[1].first_line),
+            (5, 7, 1, 3)
+        );
         let u = plan_units(&b"A\n//\n\n\n"[..], 0).unwrap();
         assert_eq!(
             u,

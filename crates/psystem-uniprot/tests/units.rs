@@ -52,7 +52,11 @@ fn assert_covers(units: &[UnitRange], total: u64, target: u64, what: &str) {
     assert_eq!(units.last().unwrap().end, total, "{what}");
     for w in units.windows(2) {
         assert_eq!(w[0].end, w[1].start, "{what}: gap or overlap");
-        assert!(w[0].len() >= target, "{what}: unit {:?} below the target {target}", w[0]);
+        assert!(
+            w[0].len() >= target,
+            "{what}: unit {:?} below the target {target}",
+            w[0]
+        );
     }
     assert!(units.iter().all(|u| !u.is_empty()), "{what}: empty unit");
 }
@@ -175,7 +179,11 @@ fn errors_in_units_report_whole_file_lines() {
     })
     .collect();
     // Wrong CRC64 in entry 2.
-    let sq = entries[1].lines().find(|l| l.starts_with("SQ")).unwrap().to_owned();
+    let sq = entries[1]
+        .lines()
+        .find(|l| l.starts_with("SQ"))
+        .unwrap()
+        .to_owned();
     let crc = sq.split_whitespace().nth(6).unwrap().to_owned();
     entries[1] = entries[1].replace(&sq, &sq.replace(&crc, "0000000000000000"));
     // Entry 3 loses its `//`; a garbage line in a copy of entry 1; a copy of entry 2 truncated at the end.

@@ -764,7 +764,17 @@ impl ProteinLoad {
             rows.text(a);
             rows.end_row();
         }
-        copy_text(conn, &quote_table(&seen), "accession", &mut rows, &ctx("record the seen accessions")).await?;
+        if let Err(e) = copy_text(
+            conn,
+            &quote_table(&seen),
+            "accession",
+            &mut rows,
+            &ctx("record the seen accessions"),
+        )
+        .await
+        {
+            return Err(duplicate_accession(e, self.load_id, &unit.key));
+        }
         if write.is_empty() {
             return Ok(());
         }
@@ -1004,6 +1014,34 @@ async fn copy_text(
         .map_err(DestinationError::db(context.to_string()))?;
     rows.clear();
     Ok(())
+}
+
+/// A unique violation (`23505`) on the seen table as [`DestinationError::DuplicateAccession`], naming the
+/// accession from the server's detail (`Key (accession)=(P12345) already exists.`); other errors unchanged.
+fn duplicate_accession(e: DestinationError, load_id: i64, unit: &str) -> DestinationError {
+    let DestinationError::Database { source, .. } = &e else {
+        return e;
+    };
+    let Some(db) = source.as_database_error() else {
+        return e;
+    };
+    if db.code().as_deref() != Some("23505") {
+        return e;
+    }
+    let detail = db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|pg| pg.detail())
+        .unwrap_or_default();
+    let accession = detail
+        .split_once(")=(")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(acc, _)| acc.to_string())
+        .unwrap_or_else(|| "?".into());
+    DestinationError::DuplicateAccession {
+        load_id,
+        unit: unit.to_string(),
+        accession,
+    }
 }
 
 fn modifier(m: PositionModifier) -> &'static str {
