@@ -90,8 +90,8 @@ pub struct ReleaseRunArgs {
     /// UniProt: count and list entries that fail to parse and go on (default: such an entry fails its unit).
     #[arg(long)]
     pub skip_bad_entries: bool,
-    /// UniProt: how long a work unit may go without a heartbeat before another worker takes it over
-    /// (e.g. 30s, 2m; default 60s).
+    /// Release plugins: how long a work unit may go without a heartbeat before another worker (a `psystem
+    /// worker` elsewhere) takes it over (e.g. 30s, 2m; default 60s).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub heartbeat_timeout: Option<std::time::Duration>,
     /// Release plugins: stop all datasets at the first failure (default: finish the others, then report).

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use psystem_api::proteins::WorkerRequest;
 use psystem_api::Api;
-use psystem_jobs::uniprot::WorkerEvent;
+use psystem_jobs::worker::WorkerEvent;
 use psystem_jobs::Control;
 use psystem_postgres::protein::export::{ExportFilter, ExportFormat};
 use tokio::sync::{mpsc, watch};
@@ -102,7 +102,10 @@ fn print_event(event: &WorkerEvent, json: bool) {
         WorkerEvent::Joined { load_id, job, release } => {
             eprintln!("Joined load #{load_id} ({job}, release {release}).")
         }
-        WorkerEvent::UnitDone { load_id, unit, report } => eprintln!(
+        WorkerEvent::UnitDone { load_id, unit, rows, report: None } => {
+            eprintln!("load #{load_id} unit {unit}: {rows} rows copied")
+        }
+        WorkerEvent::UnitDone { load_id, unit, report: Some(report), .. } => eprintln!(
             "load #{load_id} unit {unit}: {} entries ({} new, {} changed, {} unchanged{})",
             report.entries,
             report.inserted,

@@ -1,9 +1,9 @@
-//! UniProt operations beyond `run`: joining shared loads as a worker (`psystem worker`) and exporting loaded
-//! entries as FASTA or JSON (`psystem export`).
+//! Shared loads and UniProt exports: joining the shared loads of a database as a worker (`psystem worker`, UniProt
+//! and Open Targets loads) and exporting loaded UniProt entries as FASTA or JSON (`psystem export`).
 
 use std::time::Duration;
 
-use psystem_jobs::uniprot::{self, WorkerEvent, WorkerOptions};
+use psystem_jobs::worker::{self, WorkerEvent, WorkerOptions};
 use psystem_jobs::Control;
 use psystem_postgres::protein::export::{self, ExportFilter, ExportFormat};
 use psystem_postgres::Destination;
@@ -47,7 +47,7 @@ impl Api {
             poll: req.poll,
             transport: TransportOptions::default(),
         };
-        Ok(uniprot::run_worker(options, events, control).await?)
+        Ok(worker::run_worker(options, events, control).await?)
     }
 
     /// `psystem export`: writes the loaded entries chosen by `filter` to `out` as FASTA or JSON lines; returns

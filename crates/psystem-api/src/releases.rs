@@ -132,7 +132,7 @@ pub struct ReleaseRunRequest {
     pub unit_bytes: Option<u64>,
     /// UniProt: `--skip-bad-entries` (count and list malformed entries instead of failing).
     pub skip_bad_entries: bool,
-    /// UniProt: `--heartbeat-timeout`, after which a silent worker's unit is reclaimed.
+    /// `--heartbeat-timeout`, after which a silent worker's unit is reclaimed.
     pub heartbeat_timeout: Option<std::time::Duration>,
 }
 
@@ -501,10 +501,10 @@ impl Api {
                     } else {
                         psystem_uniprot::ErrorPolicy::Fail
                     },
-                    heartbeat_timeout: req
-                        .heartbeat_timeout
-                        .unwrap_or(psystem_postgres::release_load::DEFAULT_HEARTBEAT_TIMEOUT),
                 },
+                heartbeat_timeout: req
+                    .heartbeat_timeout
+                    .unwrap_or(psystem_postgres::release_load::DEFAULT_HEARTBEAT_TIMEOUT),
             },
             destination_origin,
             notes,

@@ -8,6 +8,7 @@ pub mod runner;
 pub mod source;
 pub mod status;
 pub mod uniprot;
+pub mod worker;
 
 pub use runner::{job_key, spawn, Control, JobError, JobEvent, JobHandle, JobOutcome, JobSpec};
 pub use source::{OpenSource, SourceBatch, SourceSpec};

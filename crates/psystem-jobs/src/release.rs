@@ -94,6 +94,9 @@ pub struct ReleaseJobSpec {
     pub provider: Provider,
     /// How UniProt flat files are split and parsed (ignored for Parquet datasets).
     pub uniprot: UniprotOptions,
+    /// How long a work unit may go without a heartbeat before another worker (of this process or a
+    /// `psystem worker` elsewhere) takes it over.
+    pub heartbeat_timeout: std::time::Duration,
 }
 
 /// How a UniProt flat file loads: work units, parse errors, heartbeats.
@@ -103,8 +106,6 @@ pub struct UniprotOptions {
     pub unit_bytes: u64,
     /// What to do with an entry that fails to parse (default: fail the unit).
     pub error_policy: psystem_uniprot::ErrorPolicy,
-    /// How long a unit may go without a heartbeat before another worker reclaims it.
-    pub heartbeat_timeout: std::time::Duration,
 }
 
 impl Default for UniprotOptions {
@@ -112,7 +113,6 @@ impl Default for UniprotOptions {
         UniprotOptions {
             unit_bytes: crate::uniprot::DEFAULT_UNIT_BYTES,
             error_policy: psystem_uniprot::ErrorPolicy::Fail,
-            heartbeat_timeout: release_load::DEFAULT_HEARTBEAT_TIMEOUT,
         }
     }
 }
@@ -536,12 +536,35 @@ impl Shared {
             schema: schema.flat.clone(),
             units: fetched
                 .iter()
-                .map(|f| UnitSpec::new(f.check.path.clone(), f.check.size))
+                .map(|f| UnitSpec {
+                    key: f.check.path.clone(),
+                    bytes: f.check.size,
+                    spec: serde_json::to_value(crate::worker::ParquetUnit {
+                        size: f.check.size,
+                        algorithm: f.check.algorithm.clone(),
+                        digest: f.check.expected.clone(),
+                        partitions: f.partitions.clone(),
+                    })
+                    .ok(),
+                })
                 .collect(),
             verified,
             allow_casts: self.spec.allow_casts,
             copy_options: Default::default(),
-            heartbeat_timeout: release_load::DEFAULT_HEARTBEAT_TIMEOUT,
+            heartbeat_timeout: self.spec.heartbeat_timeout,
+            // `psystem worker` processes may copy files of this load too (docs/UNIPROT_LOADS.md, "psystem worker").
+            worker_spec: serde_json::to_value(crate::worker::ParquetWorkerSpec {
+                kind: crate::worker::PARQUET_KIND.to_string(),
+                source: self.spec.plugin.clone(),
+                source_url: psystem_core::redact::strip_credentials(&self.spec.source_url),
+                release: release.name.clone(),
+                release_root: release.root.clone(),
+                dataset: dataset.name.clone(),
+                partition_keys: dataset.partition_keys.clone(),
+                flatten: job.flatten.clone(),
+                heartbeat_timeout_secs: self.spec.heartbeat_timeout.as_secs_f64(),
+            })
+            .ok(),
         };
         let load =
             release_load::open_dataset_load(&self.dest, load_spec, self.spec.restart).await?;
@@ -550,70 +573,86 @@ impl Shared {
         let by_path: HashMap<&str, &FetchedFile> =
             fetched.iter().map(|f| (f.check.path.as_str(), f)).collect();
         let units = fetched.len() as u64;
-        let worker_count = self.spec.workers.max(1);
+        // 0: coordinate only — `psystem worker` processes copy the files, this run waits and finishes the load.
+        let worker_count = self.spec.workers;
+        if worker_count == 0 {
+            info!(job = %key, load_id = load.load_id(), "Waiting for `psystem worker` processes to copy the files.");
+        }
         let worker_name = format!("{}:{}", hostname(), std::process::id());
         let progress = tokio::sync::Mutex::new((0u64, 0u64));
         let first_error: tokio::sync::Mutex<Option<String>> = tokio::sync::Mutex::new(None);
-        let work = (0..worker_count).map(|w| {
-            let worker = format!("{worker_name}/{w}");
-            let load = &load;
-            let by_path = &by_path;
-            let schema = &schema;
-            let progress = &progress;
-            let first_error = &first_error;
-            async move {
-                loop {
-                    if self.stop_requested() || first_error.lock().await.is_some() {
-                        return;
-                    }
-                    let unit = match load.claim_unit(&self.dest, &worker).await {
-                        Ok(Some(u)) => u,
-                        Ok(None) => return,
-                        Err(e) => {
-                            *first_error.lock().await = Some(e.to_string());
+        // Local workers, then — while `psystem worker` processes elsewhere hold units — wait, and take over
+        // the units whose worker stops heartbeating.
+        loop {
+            let work = (0..worker_count).map(|w| {
+                let worker = format!("{worker_name}/{w}");
+                let load = &load;
+                let by_path = &by_path;
+                let schema = &schema;
+                let progress = &progress;
+                let first_error = &first_error;
+                async move {
+                    loop {
+                        if self.stop_requested() || first_error.lock().await.is_some() {
                             return;
                         }
-                    };
-                    let Some(file) = by_path.get(unit.key.as_str()) else {
-                        let message =
-                            format!("work unit {} is not a file of this release", unit.key);
-                        let _ = load.fail_unit(&self.dest, &unit, &message, 1).await;
-                        *first_error.lock().await = Some(message);
-                        return;
-                    };
-                    let batches = stream_file(
-                        file.local.clone(),
-                        file.check.path.clone(),
-                        file.partitions.clone(),
-                        schema.clone(),
-                    );
-                    match load.copy_unit(&self.dest, &unit, batches).await {
-                        Ok(report) => {
-                            let mut p = progress.lock().await;
-                            p.0 += report.rows;
-                            p.1 += 1;
-                            let _ = self.events.send(ReleaseEvent::UnitDone {
-                                job: load_key(load),
-                                path: unit.key.clone(),
-                                rows: report.rows,
-                                rows_done: p.0,
-                                units_done: p.1,
-                                units,
-                            });
-                        }
-                        Err(e) => {
-                            let message = psystem_core::error::error_chain(&e);
-                            let _ = load
-                                .fail_unit(&self.dest, &unit, &message, UNIT_ATTEMPTS)
-                                .await;
+                        let unit = match load.claim_unit(&self.dest, &worker).await {
+                            Ok(Some(u)) => u,
+                            Ok(None) => return,
+                            Err(e) => {
+                                *first_error.lock().await = Some(e.to_string());
+                                return;
+                            }
+                        };
+                        let Some(file) = by_path.get(unit.key.as_str()) else {
+                            let message =
+                                format!("work unit {} is not a file of this release", unit.key);
+                            let _ = load.fail_unit(&self.dest, &unit, &message, 1).await;
                             *first_error.lock().await = Some(message);
                             return;
+                        };
+                        let batches = stream_file(
+                            file.local.clone(),
+                            file.check.path.clone(),
+                            file.partitions.clone(),
+                            schema.clone(),
+                        );
+                        match load.copy_unit(&self.dest, &unit, batches).await {
+                            Ok(report) => {
+                                let mut p = progress.lock().await;
+                                p.0 += report.rows;
+                                p.1 += 1;
+                                let _ = self.events.send(ReleaseEvent::UnitDone {
+                                    job: load_key(load),
+                                    path: unit.key.clone(),
+                                    rows: report.rows,
+                                    rows_done: p.0,
+                                    units_done: p.1,
+                                    units,
+                                });
+                            }
+                            Err(e) => {
+                                let message = psystem_core::error::error_chain(&e);
+                                let _ = load
+                                    .fail_unit(&self.dest, &unit, &message, UNIT_ATTEMPTS)
+                                    .await;
+                                *first_error.lock().await = Some(message);
+                                return;
+                            }
                         }
                     }
                 }
+            });
+            futures::future::join_all(work).await;
+            if first_error.lock().await.is_some() || self.stop_requested() {
+                break;
             }
-        });
-        futures::future::join_all(work).await;
+            let counts = load.progress(&self.dest).await?;
+            if counts.pending + counts.running == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
         if let Some(error) = first_error.into_inner() {
             let message = format!("dataset {}: {error}", dataset.name);
             load.abort(&self.dest, &message).await?;
@@ -692,7 +731,7 @@ impl Shared {
             dataset: dataset.name.clone(),
             error_policy: options.error_policy,
             unit_bytes,
-            heartbeat_timeout_secs: options.heartbeat_timeout.as_secs_f64(),
+            heartbeat_timeout_secs: self.spec.heartbeat_timeout.as_secs_f64(),
         };
         let spec = psystem_postgres::protein::ProteinLoadSpec {
             job_key: key.to_string(),
@@ -704,7 +743,7 @@ impl Shared {
             table: job.table.name.clone(),
             units,
             verified: outcome.verified,
-            heartbeat_timeout: options.heartbeat_timeout,
+            heartbeat_timeout: self.spec.heartbeat_timeout,
             worker_spec: serde_json::to_value(&worker_spec)
                 .map_err(|e| JobError::Setup(e.to_string()))?,
         };

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use psystem_postgres::protein::{
-    self, EntryBatch, ProteinFinishReport, ProteinLoad, ProteinUnitReport,
+    EntryBatch, ProteinFinishReport, ProteinLoad, ProteinUnitReport,
 };
 use psystem_postgres::release_load::{BoxError, UnitSpec};
 use psystem_postgres::work_units::{ClaimedUnit, UnitState};
@@ -31,7 +31,7 @@ use psystem_postgres::{Destination, DestinationError};
 use psystem_uniprot::{EntryReader, ErrorPolicy, UnitRange};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::runner::{Control, JobError};
 
@@ -345,7 +345,7 @@ fn add_report(sum: &mut ProteinUnitReport, r: &ProteinUnitReport) {
 }
 
 /// Heartbeats `unit` every third of the queue's timeout until aborted.
-fn heartbeat(
+pub(crate) fn heartbeat(
     dest: Destination,
     queue: psystem_postgres::work_units::WorkQueue,
     unit: ClaimedUnit,
@@ -436,263 +436,5 @@ pub async fn run_local_workers(
     }
 }
 
-/// `host:pid`, the prefix of this process's worker names.
-pub fn worker_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
-}
+pub use crate::worker::worker_name;
 
-/// Options of `psystem worker`.
-#[derive(Debug, Clone)]
-pub struct WorkerOptions {
-    /// The database whose shared loads to join.
-    pub destination_url: String,
-    /// The download cache root.
-    pub cache_root: PathBuf,
-    /// Worker loops in this process.
-    pub threads: usize,
-    /// Exit when no load has work left, instead of waiting for new loads.
-    pub exit_when_idle: bool,
-    /// How often to look for new loads when idle.
-    pub poll: Duration,
-    /// Transport timeouts and retries.
-    pub transport: psystem_transport::TransportOptions,
-}
-
-/// What `psystem worker` reports.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum WorkerEvent {
-    /// Joined a load.
-    Joined {
-        /// The load id.
-        load_id: i64,
-        /// The job key.
-        job: String,
-        /// The release.
-        release: String,
-    },
-    /// Wrote a unit.
-    UnitDone {
-        /// The load id.
-        load_id: i64,
-        /// The unit key.
-        unit: String,
-        /// What it changed.
-        report: ProteinUnitReport,
-    },
-    /// Completed a load (this worker wrote its last unit and finished it).
-    Completed {
-        /// The load id.
-        load_id: i64,
-        /// What the load changed.
-        report: ProteinFinishReport,
-    },
-    /// A load could not be worked on.
-    Failed {
-        /// The load id.
-        load_id: i64,
-        /// Why.
-        error: String,
-    },
-    /// Nothing to do.
-    Idle,
-}
-
-/// `psystem worker`: joins the shared loads of a database, oldest first — downloads and verifies each load's file
-/// into this machine's cache, works its units with `threads` loops, finishes it when its last unit is done — then
-/// waits for new loads (or, with `exit_when_idle`, exits once no shared load has a unit pending or running: units
-/// other workers hold are waited for, and taken over if their heartbeat stops). Stops at the next unit boundary when `control` says so.
-///
-/// # Errors
-/// The database cannot be reached.
-pub async fn run_worker(
-    options: WorkerOptions,
-    events: mpsc::UnboundedSender<WorkerEvent>,
-    control: watch::Receiver<Control>,
-) -> Result<u64, JobError> {
-    let dest = Destination::connect(&options.destination_url).await?;
-    let name = worker_name();
-    let mut units_done = 0u64;
-    let mut idle_reported = false;
-    // The loads joined so far and their verified local files (verified once per process).
-    let mut joined: std::collections::HashMap<i64, PathBuf> = std::collections::HashMap::new();
-    // Loads this worker cannot work on (its file cannot be fetched or does not match): not tried again.
-    let mut unusable: std::collections::HashSet<i64> = std::collections::HashSet::new();
-    loop {
-        if *control.borrow() != Control::Run {
-            break;
-        }
-        let loads: Vec<_> = protein::shared_loads(&dest)
-            .await?
-            .into_iter()
-            .filter(|l| !unusable.contains(&l.load_id))
-            .collect();
-        // A load with units still running elsewhere is not over: one of them may stop heartbeating and need
-        // taking over, so an idle worker only leaves when no shared load has units left at all.
-        let any_left = !loads.is_empty();
-        let mut worked = false;
-        for shared in loads {
-            let Ok(spec) = serde_json::from_value::<WorkerSpec>(shared.worker_spec.clone()) else {
-                continue;
-            };
-            if spec.kind != WORKER_KIND {
-                continue;
-            }
-            let load = match protein::attach_protein_load(&dest, shared.load_id).await {
-                Ok(l) => l,
-                Err(DestinationError::LoadNotActive { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let local = match joined.get(&load.load_id()) {
-                Some(p) => p.clone(),
-                None => {
-                    let _ = events.send(WorkerEvent::Joined {
-                        load_id: load.load_id(),
-                        job: shared.job_key.clone(),
-                        release: spec.release.clone(),
-                    });
-                    idle_reported = false;
-                    match fetch_verified(&options, &spec, &control).await {
-                        Ok(Some(p)) => {
-                            joined.insert(load.load_id(), p.clone());
-                            p
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            let error = e.to_string();
-                            warn!(load_id = load.load_id(), error, "Cannot work on a shared load.");
-                            unusable.insert(load.load_id());
-                            let _ = events.send(WorkerEvent::Failed {
-                                load_id: load.load_id(),
-                                error,
-                            });
-                            continue;
-                        }
-                    }
-                }
-            };
-            let events_ref = &events;
-            let load_id = load.load_id();
-            let on_unit = move |unit: &ClaimedUnit, r: &ProteinUnitReport| {
-                let _ = events_ref.send(WorkerEvent::UnitDone {
-                    load_id,
-                    unit: unit.key.clone(),
-                    report: r.clone(),
-                });
-            };
-            let loops = (0..options.threads.max(1)).map(|w| {
-                let worker = format!("{name}/{w}");
-                let (dest, load, spec, local, control) = (&dest, &load, &spec, &local, &control);
-                let on_unit = &on_unit;
-                async move { work_on_load(dest, load, spec, local, &worker, control, on_unit).await }
-            });
-            for r in futures::future::join_all(loops).await {
-                match r {
-                    Ok(r) => {
-                        units_done += r.units;
-                        worked |= r.units > 0;
-                    }
-                    Err(e) => {
-                        let _ = events.send(WorkerEvent::Failed {
-                            load_id,
-                            error: psystem_core::error::error_chain(&e),
-                        });
-                    }
-                }
-            }
-            if *control.borrow() == Control::Run {
-                if let Some(report) = finish_if_done(&dest, &load).await? {
-                    info!(load_id, "Shared load completed by this worker.");
-                    let _ = events.send(WorkerEvent::Completed { load_id, report });
-                }
-            }
-        }
-        if worked {
-            continue;
-        }
-        if options.exit_when_idle && !any_left {
-            break;
-        }
-        if !idle_reported && !any_left {
-            let _ = events.send(WorkerEvent::Idle);
-            idle_reported = true;
-        }
-        let mut control = control.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(options.poll) => {}
-            _ = control.changed() => {}
-        }
-    }
-    dest.close().await;
-    Ok(units_done)
-}
-
-/// Downloads the load's file into this machine's cache (resuming a partial download) and checks its MD5.
-/// `Ok(None)` when stopped.
-async fn fetch_verified(
-    options: &WorkerOptions,
-    spec: &WorkerSpec,
-    control: &watch::Receiver<Control>,
-) -> Result<Option<PathBuf>, JobError> {
-    use psystem_releases::model::{DataFile, Layout, Release};
-    use psystem_releases::verify::{self, FileStatus};
-    use psystem_sources::manifest::{Algorithm, ManifestEntry};
-    let setup = |e: String| JobError::Setup(format!("file {} of release {}: {e}", spec.file, spec.release));
-    let transport = psystem_transport::Transport::new(&spec.source_url, options.transport.clone())
-        .map_err(|e| setup(e.to_string()))?;
-    let cache = psystem_transport::Cache::new(options.cache_root.clone());
-    let release = Release {
-        source: spec.source.clone(),
-        name: spec.release.clone(),
-        root: spec.release_root.clone(),
-        layout: Layout::UniProt,
-        datasets: Vec::new(),
-        manifest: None,
-        sidecars: Vec::new(),
-    };
-    let file = DataFile {
-        path: spec.file.clone(),
-        size: spec.size,
-        partitions: Vec::new(),
-    };
-    let entry = spec.md5.as_ref().map(|digest| ManifestEntry {
-        path: spec.file.clone(),
-        algorithm: Algorithm::Md5,
-        digest: digest.clone(),
-        size: Some(spec.size),
-    });
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let watcher = {
-        let mut control = control.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            while *control.borrow_and_update() == Control::Run {
-                if control.changed().await.is_err() {
-                    return;
-                }
-            }
-            cancel.cancel();
-        })
-    };
-    let fetched = verify::fetch_file(&transport, &cache, &release, &file, entry.as_ref(), &cancel, &mut |_| {}).await;
-    watcher.abort();
-    let fetched = match fetched {
-        Ok(f) => f,
-        Err(psystem_releases::ReleaseError::Cancelled) => return Ok(None),
-        Err(e) => return Err(setup(e.to_string())),
-    };
-    match fetched.check.status {
-        FileStatus::Mismatch => Err(setup(
-            fetched
-                .check
-                .detail
-                .clone()
-                .unwrap_or_else(|| "does not match the release's MD5".into()),
-        )),
-        FileStatus::Unverified if spec.md5.is_some() => Err(setup("could not be verified".into())),
-        _ => Ok(Some(fetched.local)),
-    }
-}

@@ -341,6 +341,43 @@ impl WorkQueue {
     }
 }
 
+/// A running load that `psystem worker` processes may join: it has a `worker_spec` and units to claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedLoad {
+    /// The load id.
+    pub load_id: i64,
+    /// The job key.
+    pub job_key: String,
+    /// What a worker needs to join it (`kind`: `uniprot` or `parquet`).
+    pub worker_spec: serde_json::Value,
+}
+
+/// The running loads that workers may join: a `worker_spec`, and units pending or running (a running unit may
+/// need taking over when its worker stops heartbeating). Oldest load first.
+///
+/// # Errors
+/// [`DestinationError::Database`].
+pub async fn shared_loads(dest: &Destination) -> Result<Vec<SharedLoad>, DestinationError> {
+    let rows = sqlx::query(
+        "SELECT l.id, l.job_key, l.worker_spec FROM psystem.loads l WHERE l.state = 'running' \
+         AND l.worker_spec IS NOT NULL AND EXISTS (SELECT 1 FROM psystem.work_units w WHERE w.load_id = l.id \
+         AND w.state IN ('pending', 'running')) ORDER BY l.id",
+    )
+    .fetch_all(dest.pool())
+    .await
+    .map_err(DestinationError::db("listing shared loads"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SharedLoad {
+            load_id: r.get("id"),
+            job_key: r.get("job_key"),
+            worker_spec: r
+                .get::<sqlx::types::Json<serde_json::Value>, _>("worker_spec")
+                .0,
+        })
+        .collect())
+}
+
 /// Errors unless load `load_id` is `running`.
 pub(crate) async fn check_running(
     conn: &mut PgConnection,

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use psystem_postgres::protein::{
-    attach_protein_load, open_protein_load, shared_loads, EntryBatch, EntryBatches, ProteinLoad,
-    ProteinLoadSpec,
+    attach_protein_load, open_protein_load, EntryBatch, EntryBatches, ProteinLoad, ProteinLoadSpec,
 };
+use psystem_postgres::work_units::shared_loads;
 use psystem_postgres::release_load::{BoxError, UnitSpec};
 use psystem_postgres::{Destination, DestinationError};
 use psystem_testkit::db::TestDb;

@@ -64,6 +64,7 @@ fn spec(job: &str, table: &str, mode: LoadMode, pk: &[&str], units: &[&str]) -> 
         allow_casts: false,
         copy_options: CopyOptions::default(),
         heartbeat_timeout: Duration::from_secs(60),
+        worker_spec: None,
     }
 }
 

@@ -147,17 +147,6 @@ pub struct ProteinFinishReport {
     pub unit_count: u64,
 }
 
-/// A running load that `psystem worker` processes may join (it has a `worker_spec` and units to claim).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SharedLoad {
-    /// The load id.
-    pub load_id: i64,
-    /// The job key.
-    pub job_key: String,
-    /// What a worker needs to join it.
-    pub worker_spec: serde_json::Value,
-}
-
 /// One batch of parsed entries, with the parse failures skipped in it (error policy `skip`).
 #[derive(Debug, Default)]
 pub struct EntryBatch {
@@ -545,32 +534,6 @@ pub async fn attach_protein_load(
         worker_spec: spec.0,
         started: Instant::now(),
     })
-}
-
-/// The running loads that workers may join: a `worker_spec`, and units pending, failed-but-retryable or running
-/// with a heartbeat older than the load's timeout. Oldest load first.
-///
-/// # Errors
-/// [`DestinationError::Database`].
-pub async fn shared_loads(dest: &Destination) -> Result<Vec<SharedLoad>, DestinationError> {
-    let rows = sqlx::query(
-        "SELECT l.id, l.job_key, l.worker_spec FROM psystem.loads l WHERE l.state = 'running' \
-         AND l.worker_spec IS NOT NULL AND EXISTS (SELECT 1 FROM psystem.work_units w WHERE w.load_id = l.id \
-         AND w.state IN ('pending', 'running')) ORDER BY l.id",
-    )
-    .fetch_all(dest.pool())
-    .await
-    .map_err(DestinationError::db("listing shared loads"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| SharedLoad {
-            load_id: r.get("id"),
-            job_key: r.get("job_key"),
-            worker_spec: r
-                .get::<sqlx::types::Json<serde_json::Value>, _>("worker_spec")
-                .0,
-        })
-        .collect())
 }
 
 impl ProteinLoad {

@@ -142,6 +142,9 @@ pub struct DatasetLoadSpec {
     pub copy_options: CopyOptions,
     /// How long a running unit may go without a heartbeat before [`DatasetLoad::claim_unit`] reclaims it.
     pub heartbeat_timeout: Duration,
+    /// What a `psystem worker` on another machine needs to copy units of this load (stored in
+    /// `psystem.loads.worker_spec`; must not hold secrets); `None` for a load only its own process works.
+    pub worker_spec: Option<serde_json::Value>,
 }
 
 /// What [`DatasetLoad::copy_unit`] wrote.
@@ -335,11 +338,12 @@ pub async fn open_dataset_load(
             }
             sqlx::query(
                 "UPDATE psystem.loads SET state = 'running', last_error = NULL, staging_table = $2, verified = $3, \
-                 updated_at = now() WHERE id = $1",
+                 worker_spec = $4, updated_at = now() WHERE id = $1",
             )
             .bind(load_id)
             .bind(&staging.name)
             .bind(spec.verified)
+            .bind(spec.worker_spec.as_ref().map(sqlx::types::Json))
             .execute(&mut *tx)
             .await
             .map_err(DestinationError::db(ctx("mark the load running")))?;
@@ -373,8 +377,8 @@ pub async fn open_dataset_load(
             ensure_schema(&mut tx, &spec.table.schema).await?;
             let load_id: i64 = sqlx::query_scalar(
                 "INSERT INTO psystem.loads (job_key, plugin, entry, source_kind, target_schema, target_table, mode, \
-                 state, started_at, updated_at, release, dataset, verified) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', now(), now(), $8, $9, $10) RETURNING id",
+                 state, started_at, updated_at, release, dataset, verified, worker_spec) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', now(), now(), $8, $9, $10, $11) RETURNING id",
             )
             .bind(&spec.job_key)
             .bind(&spec.plugin)
@@ -386,6 +390,7 @@ pub async fn open_dataset_load(
             .bind(&spec.release)
             .bind(&spec.dataset)
             .bind(spec.verified)
+            .bind(spec.worker_spec.as_ref().map(sqlx::types::Json))
             .fetch_one(&mut *tx)
             .await
             .map_err(DestinationError::db(ctx("record the load")))?;
@@ -468,6 +473,85 @@ pub async fn last_completed_dataset(
         .await
         .map_err(DestinationError::db("checking the destination table"))?;
     Ok(exists.then_some(id))
+}
+
+/// Joins dataset load `load_id` as a worker of another process or machine: the table, staging table, release
+/// and mode from the ledger, `schema` (the flattened schema of the dataset's files, which the worker reads from
+/// a file's footer) for the COPY. The handle claims, heartbeats and copies units; finishing stays with the run
+/// that opened the load (it knows the primary key and the options).
+///
+/// # Errors
+/// [`DestinationError::LoadNotFound`]; [`DestinationError::LoadNotActive`] when it is not running;
+/// [`DestinationError::InvalidSpec`] when it has no staging table or no worker spec; [`DestinationError::Database`].
+pub async fn attach_dataset_load(
+    dest: &Destination,
+    load_id: i64,
+    schema: SchemaRef,
+) -> Result<DatasetLoad, DestinationError> {
+    let row = sqlx::query(
+        "SELECT job_key, state, COALESCE(plugin, '') AS plugin, COALESCE(entry, '') AS entry, \
+         COALESCE(source_kind, '') AS source_kind, COALESCE(release, '') AS release, \
+         COALESCE(dataset, '') AS dataset, COALESCE(target_schema, '') AS target_schema, \
+         COALESCE(target_table, '') AS target_table, COALESCE(mode, '') AS mode, staging_table, \
+         COALESCE(verified, false) AS verified, worker_spec FROM psystem.loads WHERE id = $1",
+    )
+    .bind(load_id)
+    .fetch_optional(dest.pool())
+    .await
+    .map_err(DestinationError::db(format!("reading load #{load_id}")))?
+    .ok_or(DestinationError::LoadNotFound { load_id })?;
+    let state: Option<String> = row.get("state");
+    if state.as_deref() != Some("running") {
+        return Err(DestinationError::LoadNotActive {
+            load_id,
+            state: state.unwrap_or_default(),
+        });
+    }
+    let job_key: String = row.get("job_key");
+    let invalid = |message: &str| DestinationError::InvalidSpec {
+        job_key: job_key.clone(),
+        message: message.to_string(),
+    };
+    let staging: Option<String> = row.get("staging_table");
+    let worker_spec: Option<sqlx::types::Json<serde_json::Value>> = row.get("worker_spec");
+    let (Some(staging), Some(worker_spec)) = (staging, worker_spec) else {
+        return Err(invalid("the load has no staging table or no worker spec: only its own process works it"));
+    };
+    let mode = LoadMode::parse(row.get::<String, _>("mode").as_str())
+        .ok_or_else(|| invalid("the load's mode is unknown"))?;
+    let target_schema: String = row.get("target_schema");
+    let heartbeat_timeout = worker_spec
+        .0
+        .get("heartbeat_timeout_secs")
+        .and_then(|v| v.as_f64())
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT);
+    let spec = DatasetLoadSpec {
+        job_key: job_key.clone(),
+        plugin: row.get("plugin"),
+        entry: row.get("entry"),
+        source_kind: row.get("source_kind"),
+        release: row.get("release"),
+        dataset: row.get("dataset"),
+        table: TableRef::new(target_schema.clone(), row.get::<String, _>("target_table")),
+        mode,
+        primary_key: Vec::new(),
+        schema,
+        units: Vec::new(),
+        verified: row.get("verified"),
+        allow_casts: false,
+        copy_options: CopyOptions::default(),
+        heartbeat_timeout,
+        worker_spec: Some(worker_spec.0),
+    };
+    Ok(DatasetLoad {
+        load_id,
+        resumed: true,
+        staging: TableRef::new(target_schema, staging),
+        spec,
+        started: Instant::now(),
+    })
 }
 
 impl DatasetLoad {

@@ -10,7 +10,10 @@
 //! ```
 //! `--gzip` also times the same file gzip-compressed (decompression included). `--file PATH` times an existing
 //! flat file (plain or gzip, e.g. a real `uniprot_sprot.dat.gz`) instead of building one; `--keep DIR` writes the
-//! built file into DIR and keeps it.
+//! built file into DIR and keeps it. It also times `plan_units` (work-unit planning) over the plain bytes in memory.
+//!
+//! Built with `--features bench-mimalloc`, this binary (only it) allocates with mimalloc; the JSON line's
+//! `allocator` says which allocator ran.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
