@@ -80,8 +80,14 @@ fn check_file(path: &Path) -> usize {
             assert_eq!(u.first_line, lines_before + 1, "{what}: {u:?}");
         }
         let mut from_units = Vec::new();
-        for u in &units {
-            let (unit_items, unit_consumed, _) = read_unit(path, u);
+        for (i, u) in units.iter().enumerate() {
+            let (unit_items, unit_consumed, unit_next_line) = read_unit(path, u);
+            // Positions are whole-file positions: a unit that ends at an entry boundary is consumed to its end,
+            // and the next line is the first line of the next unit.
+            if let Some(next) = units.get(i + 1) {
+                assert_eq!(unit_consumed, u.end, "{what}: {u:?}");
+                assert_eq!(unit_next_line, next.first_line, "{what}: {u:?}");
+            }
             // A unit holds whole entries: the reader over it stops at its end (blank lines aside).
             assert!(unit_consumed <= u.end, "{what}: {u:?} read {unit_consumed}");
             assert!(
