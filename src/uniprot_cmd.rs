@@ -64,7 +64,12 @@ pub struct ExportArgs {
 }
 
 /// Runs `psystem worker` until Ctrl+C (finishing the unit in hand) or, with --exit-when-idle, until idle.
-pub async fn worker(api: &Api, args: WorkerArgs, json: bool, interrupt: &Interrupt) -> Result<ExitCode> {
+pub async fn worker(
+    api: &Api,
+    args: WorkerArgs,
+    json: bool,
+    interrupt: &Interrupt,
+) -> Result<ExitCode> {
     let (control_tx, control_rx) = watch::channel(Control::Run);
     interrupt.watch(control_tx.clone(), "worker".to_string());
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -99,13 +104,27 @@ fn print_event(event: &WorkerEvent, json: bool) {
         return;
     }
     match event {
-        WorkerEvent::Joined { load_id, job, release } => {
+        WorkerEvent::Joined {
+            load_id,
+            job,
+            release,
+        } => {
             eprintln!("Joined load #{load_id} ({job}, release {release}).")
         }
-        WorkerEvent::UnitDone { load_id, unit, rows, report: None } => {
+        WorkerEvent::UnitDone {
+            load_id,
+            unit,
+            rows,
+            report: None,
+        } => {
             eprintln!("load #{load_id} unit {unit}: {rows} rows copied")
         }
-        WorkerEvent::UnitDone { load_id, unit, report: Some(report), .. } => eprintln!(
+        WorkerEvent::UnitDone {
+            load_id,
+            unit,
+            report: Some(report),
+            ..
+        } => eprintln!(
             "load #{load_id} unit {unit}: {} entries ({} new, {} changed, {} unchanged{})",
             report.entries,
             report.inserted,
@@ -119,10 +138,16 @@ fn print_event(event: &WorkerEvent, json: bool) {
         ),
         WorkerEvent::Completed { load_id, report } => eprintln!(
             "Load #{load_id} completed: {} entries, {} new, {} changed, {} unchanged, {} deleted.",
-            report.units.entries, report.units.inserted, report.units.updated, report.units.unchanged, report.deleted
+            report.units.entries,
+            report.units.inserted,
+            report.units.updated,
+            report.units.unchanged,
+            report.deleted
         ),
         WorkerEvent::Failed { load_id, error } => eprintln!("load #{load_id}: {error}"),
-        WorkerEvent::Idle => eprintln!("No shared load has work left; waiting for new loads (Ctrl+C to stop)."),
+        WorkerEvent::Idle => {
+            eprintln!("No shared load has work left; waiting for new loads (Ctrl+C to stop).")
+        }
     }
 }
 
@@ -131,7 +156,11 @@ pub async fn export(api: &Api, args: ExportArgs, json: bool) -> Result<ExitCode>
     let catalog = api.catalog();
     let plugin = catalog.get(&args.plugin)?;
     let (key, entry) = plugin.entry(args.entry.as_deref())?;
-    let pg = entry.destination.as_ref().and_then(|d| d.postgres.clone()).unwrap_or_default();
+    let pg = entry
+        .destination
+        .as_ref()
+        .and_then(|d| d.postgres.clone())
+        .unwrap_or_default();
     let schema = args
         .schema
         .clone()
@@ -144,22 +173,36 @@ pub async fn export(api: &Api, args: ExportArgs, json: bool) -> Result<ExitCode>
         accessions: args.accessions,
         limit: args.limit,
     };
-    let format = if args.format == "json" { ExportFormat::Json } else { ExportFormat::Fasta };
+    let format = if args.format == "json" {
+        ExportFormat::Json
+    } else {
+        ExportFormat::Fasta
+    };
     let count = match &args.output {
         Some(path) => {
             let mut file = tokio::fs::File::create(path)
                 .await
                 .with_context(|| format!("creating {}", path.display()))?;
-            api.export_proteins(args.db, &filter, format, &mut file, &path.display().to_string())
-                .await?
+            api.export_proteins(
+                args.db,
+                &filter,
+                format,
+                &mut file,
+                &path.display().to_string(),
+            )
+            .await?
         }
         None => {
             let mut out = tokio::io::stdout();
-            api.export_proteins(args.db, &filter, format, &mut out, "stdout").await?
+            api.export_proteins(args.db, &filter, format, &mut out, "stdout")
+                .await?
         }
     };
     if json && args.output.is_some() {
-        println!("{}", serde_json::json!({ "entries": count, "output": args.output }));
+        println!(
+            "{}",
+            serde_json::json!({ "entries": count, "output": args.output })
+        );
     } else if args.output.is_some() || count == 0 {
         eprintln!(
             "Exported {count} entr{} as {}{}.",

@@ -41,7 +41,8 @@ fn build_release(root: &std::path::Path) {
             ],
         )
         .unwrap();
-        let file = std::fs::File::create(dir.join(format!("part-{f:05}-c000.snappy.parquet"))).unwrap();
+        let file =
+            std::fs::File::create(dir.join(format!("part-{f:05}-c000.snappy.parquet"))).unwrap();
         let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
@@ -52,7 +53,16 @@ fn build_release(root: &std::path::Path) {
 
 fn spawn_worker(env: &Env, db: &str) -> Child {
     env.cmd()
-        .args(["worker", "--db", db, "--exit-when-idle", "--threads", "1", "--poll", "200ms"])
+        .args([
+            "worker",
+            "--db",
+            db,
+            "--exit-when-idle",
+            "--threads",
+            "1",
+            "--poll",
+            "200ms",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -102,8 +112,17 @@ async fn worker_processes_copy_the_files_of_an_open_targets_load_and_survive_kil
     let mut run = env
         .cmd()
         .args([
-            "run", "ot", "many", "--release", "25.03", "--db", db.url(), "--workers", "0",
-            "--heartbeat-timeout", "2s",
+            "run",
+            "ot",
+            "many",
+            "--release",
+            "25.03",
+            "--db",
+            db.url(),
+            "--workers",
+            "0",
+            "--heartbeat-timeout",
+            "2s",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -121,7 +140,10 @@ async fn worker_processes_copy_the_files_of_an_open_targets_load_and_survive_kil
         if ready == Some(FILES as i64) {
             break;
         }
-        assert!(Instant::now() < deadline, "the run did not record its shared load");
+        assert!(
+            Instant::now() < deadline,
+            "the run did not record its shared load"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -142,22 +164,36 @@ async fn worker_processes_copy_the_files_of_an_open_targets_load_and_survive_kil
         if done >= 2 && held > 0 {
             break;
         }
-        assert!(done < FILES as i64, "every file was copied before the victim could be killed");
+        assert!(
+            done < FILES as i64,
+            "every file was copied before the victim could be killed"
+        );
         assert!(Instant::now() < deadline, "the workers made no progress");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     workers[0].kill().unwrap(); // SIGKILL while it holds a file
     workers[0].wait().unwrap();
-    assert!(wait(&mut workers[1], "the surviving worker", Duration::from_secs(180)).success());
+    assert!(wait(
+        &mut workers[1],
+        "the surviving worker",
+        Duration::from_secs(180)
+    )
+    .success());
     let status = wait(&mut run, "the run", Duration::from_secs(120));
     let out = run.wait_with_output().unwrap();
     assert!(status.success(), "{}", text(&out));
 
     let rows = scalar(&pool, "SELECT count(*) FROM ot.many").await;
     assert_eq!(rows, FILES as i64 * ROWS_PER_FILE, "every row once");
-    assert_eq!(scalar(&pool, "SELECT count(DISTINCT id) FROM ot.many").await, rows);
+    assert_eq!(
+        scalar(&pool, "SELECT count(DISTINCT id) FROM ot.many").await,
+        rows
+    );
     let n = FILES as i64 * ROWS_PER_FILE;
-    assert_eq!(scalar(&pool, "SELECT sum(id)::bigint FROM ot.many").await, n * (n - 1) / 2);
+    assert_eq!(
+        scalar(&pool, "SELECT sum(id)::bigint FROM ot.many").await,
+        n * (n - 1) / 2
+    );
     let label: String = sqlx::query_scalar("SELECT label FROM ot.many WHERE id = 42")
         .fetch_one(&pool)
         .await
@@ -169,7 +205,12 @@ async fn worker_processes_copy_the_files_of_an_open_targets_load_and_survive_kil
         .unwrap();
     assert_eq!(state, "completed");
     assert!(
-        scalar(&pool, "SELECT count(*) FROM psystem.work_units WHERE attempts > 1").await >= 1,
+        scalar(
+            &pool,
+            "SELECT count(*) FROM psystem.work_units WHERE attempts > 1"
+        )
+        .await
+            >= 1,
         "the killed worker's file was taken over"
     );
     let by_coordinator = scalar(
@@ -178,6 +219,10 @@ async fn worker_processes_copy_the_files_of_an_open_targets_load_and_survive_kil
     )
     .await;
     assert_eq!(by_coordinator, 0, "every unit was copied by a worker");
-    let verified = scalar(&pool, "SELECT count(*) FROM psystem.files WHERE status = 'verified'").await;
+    let verified = scalar(
+        &pool,
+        "SELECT count(*) FROM psystem.files WHERE status = 'verified'",
+    )
+    .await;
     assert!(verified >= FILES as i64);
 }

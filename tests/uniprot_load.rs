@@ -38,12 +38,16 @@ fn parsed(entries: &[FlatEntry]) -> HashMap<String, psystem_uniprot::Entry> {
     entries
         .iter()
         .map(|e| {
-            let entry = psystem_uniprot::parse_entry(e.text.as_bytes())
-                .unwrap_or_else(|err| panic!("fixture entry {} does not parse: {err}", e.accession));
+            let entry = psystem_uniprot::parse_entry(e.text.as_bytes()).unwrap_or_else(|err| {
+                panic!("fixture entry {} does not parse: {err}", e.accession)
+            });
             (e.accession.clone(), entry)
         })
         .collect()
 }
+
+/// A cross-reference row: database, id, properties, isoform.
+type XrefRow = (String, String, Vec<String>, Option<String>);
 
 /// Asserts that `uniprot.protein` and its child tables hold exactly `entries`, value by value.
 async fn assert_tables_hold(pool: &PgPool, entries: &[FlatEntry]) {
@@ -68,29 +72,67 @@ async fn assert_tables_hold(pool: &PgPool, entries: &[FlatEntry]) {
             e.status == psystem_uniprot::Status::Reviewed,
             "{acc}"
         );
-        assert_eq!(row.get::<String, _>("sequence"), e.sequence.residues, "{acc}");
-        assert_eq!(row.get::<i32, _>("length") as u32, e.sequence.length, "{acc}");
-        assert_eq!(row.get::<i64, _>("mass") as u64, e.sequence.molecular_weight, "{acc}");
+        assert_eq!(
+            row.get::<String, _>("sequence"),
+            e.sequence.residues,
+            "{acc}"
+        );
+        assert_eq!(
+            row.get::<i32, _>("length") as u32,
+            e.sequence.length,
+            "{acc}"
+        );
+        assert_eq!(
+            row.get::<i64, _>("mass") as u64,
+            e.sequence.molecular_weight,
+            "{acc}"
+        );
         assert_eq!(row.get::<String, _>("crc64"), e.sequence.crc64, "{acc}");
-        assert_eq!(row.get::<String, _>("sequence_md5"), e.sequence_md5, "{acc}");
+        assert_eq!(
+            row.get::<String, _>("sequence_md5"),
+            e.sequence_md5,
+            "{acc}"
+        );
         assert_eq!(row.get::<String, _>("content_md5"), e.content_md5, "{acc}");
-        assert_eq!(row.get::<i64, _>("taxonomy_id") as u64, e.taxonomy.ncbi_taxid, "{acc}");
+        assert_eq!(
+            row.get::<i64, _>("taxonomy_id") as u64,
+            e.taxonomy.ncbi_taxid,
+            "{acc}"
+        );
         assert_eq!(row.get::<String, _>("organism"), e.organism, "{acc}");
         assert_eq!(
             row.get::<i16, _>("protein_existence") as u8,
             e.protein_existence.level,
             "{acc}"
         );
-        assert_eq!(row.get::<i32, _>("sequence_version") as u32, e.dates.sequence_version);
-        assert_eq!(row.get::<i32, _>("entry_version") as u32, e.dates.entry_version);
-        assert_eq!(row.get::<String, _>("created"), e.dates.created.to_string(), "{acc}");
+        assert_eq!(
+            row.get::<i32, _>("sequence_version") as u32,
+            e.dates.sequence_version
+        );
+        assert_eq!(
+            row.get::<i32, _>("entry_version") as u32,
+            e.dates.entry_version
+        );
+        assert_eq!(
+            row.get::<String, _>("created"),
+            e.dates.created.to_string(),
+            "{acc}"
+        );
         assert_eq!(row.get::<Vec<String>, _>("lineage"), e.lineage, "{acc}");
         let description: serde_json::Value =
             serde_json::from_str(&row.get::<String, _>("description")).unwrap();
-        assert_eq!(description, serde_json::to_value(&e.description).unwrap(), "{acc}");
+        assert_eq!(
+            description,
+            serde_json::to_value(&e.description).unwrap(),
+            "{acc}"
+        );
         let comments: serde_json::Value =
             serde_json::from_str(&row.get::<String, _>("comments")).unwrap();
-        assert_eq!(comments, serde_json::to_value(&e.comments).unwrap(), "{acc}");
+        assert_eq!(
+            comments,
+            serde_json::to_value(&e.comments).unwrap(),
+            "{acc}"
+        );
     }
     // Child rows: per entry, in file order.
     let xrefs = sqlx::query(
@@ -99,7 +141,7 @@ async fn assert_tables_hold(pool: &PgPool, entries: &[FlatEntry]) {
     .fetch_all(pool)
     .await
     .unwrap();
-    let mut by_acc: HashMap<String, Vec<(String, String, Vec<String>, Option<String>)>> = HashMap::new();
+    let mut by_acc: HashMap<String, Vec<XrefRow>> = HashMap::new();
     for r in &xrefs {
         by_acc.entry(r.get("accession")).or_default().push((
             r.get("database"),
@@ -109,17 +151,37 @@ async fn assert_tables_hold(pool: &PgPool, entries: &[FlatEntry]) {
         ));
     }
     for (acc, e) in &expected {
-        let want: Vec<(String, String, Vec<String>, Option<String>)> = e
+        let want: Vec<XrefRow> = e
             .cross_references
             .iter()
-            .map(|x| (x.database.to_string(), x.id.clone(), x.properties.clone(), x.isoform.clone()))
+            .map(|x| {
+                (
+                    x.database.to_string(),
+                    x.id.clone(),
+                    x.properties.clone(),
+                    x.isoform.clone(),
+                )
+            })
             .collect();
-        assert_eq!(by_acc.remove(acc).unwrap_or_default(), want, "cross-references of {acc}");
+        assert_eq!(
+            by_acc.remove(acc).unwrap_or_default(),
+            want,
+            "cross-references of {acc}"
+        );
     }
     for (table, count) in [
-        ("protein_feature", expected.values().map(|e| e.features.len()).sum::<usize>()),
-        ("protein_keyword", expected.values().map(|e| e.keywords.len()).sum()),
-        ("protein_reference", expected.values().map(|e| e.references.len()).sum()),
+        (
+            "protein_feature",
+            expected.values().map(|e| e.features.len()).sum::<usize>(),
+        ),
+        (
+            "protein_keyword",
+            expected.values().map(|e| e.keywords.len()).sum(),
+        ),
+        (
+            "protein_reference",
+            expected.values().map(|e| e.references.len()).sum(),
+        ),
         (
             "protein_accession",
             expected
@@ -150,8 +212,15 @@ async fn assert_tables_hold(pool: &PgPool, entries: &[FlatEntry]) {
     assert_eq!(features.len(), e.features.len());
     for (row, f) in features.iter().zip(&e.features) {
         assert_eq!(row.get::<String, _>("type"), f.feature_type);
-        assert_eq!(row.get::<Option<i32>, _>("start_position").map(|v| v as u32), f.location.start.value);
-        assert_eq!(row.get::<Option<i32>, _>("end_position").map(|v| v as u32), f.location.end.value);
+        assert_eq!(
+            row.get::<Option<i32>, _>("start_position")
+                .map(|v| v as u32),
+            f.location.start.value
+        );
+        assert_eq!(
+            row.get::<Option<i32>, _>("end_position").map(|v| v as u32),
+            f.location.end.value
+        );
         assert_eq!(row.get::<Option<String>, _>("isoform"), f.location.sequence);
         let q: serde_json::Value = serde_json::from_str(&row.get::<String, _>("q")).unwrap();
         assert_eq!(q, serde_json::to_value(&f.qualifiers).unwrap());
@@ -181,10 +250,19 @@ async fn a_release_loads_every_entry_and_the_next_rewrites_only_what_changed() {
     let env = Env::new();
     let pool = pool(&db).await;
 
-    let out = run_uniprot(&env, &server.base_url(), db.url(), &["--release", "2024_01", "--unit-size", "200KiB"]);
+    let out = run_uniprot(
+        &env,
+        &server.base_url(),
+        db.url(),
+        &["--release", "2024_01", "--unit-size", "200KiB"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("{} inserted", first.sprot.len())), "{}", text(&out));
+    assert!(
+        stdout.contains(&format!("{} inserted", first.sprot.len())),
+        "{}",
+        text(&out)
+    );
     assert_tables_hold(&pool, &first.sprot).await;
     let units: i64 = sqlx::query_scalar("SELECT count(*) FROM psystem.work_units")
         .fetch_one(&pool)
@@ -194,20 +272,42 @@ async fn a_release_loads_every_entry_and_the_next_rewrites_only_what_changed() {
     let before = row_versions(&pool).await;
 
     // The same release again is skipped.
-    let again = run_uniprot(&env, &server.base_url(), db.url(), &["--release", "2024_01"]);
+    let again = run_uniprot(
+        &env,
+        &server.base_url(),
+        db.url(),
+        &["--release", "2024_01"],
+    );
     assert!(again.status.success(), "{}", text(&again));
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already loaded"), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already loaded"),
+        "{}",
+        text(&again)
+    );
 
     // The next release (the current one): a few changed, one removed, one added.
-    let out = run_uniprot(&env, &server.base_url(), db.url(), &["--unit-size", "150KiB", "--workers", "3"]);
+    let out = run_uniprot(
+        &env,
+        &server.base_url(),
+        db.url(),
+        &["--unit-size", "150KiB", "--workers", "3"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert_tables_hold(&pool, &second.sprot).await;
     let after = row_versions(&pool).await;
     for (acc, version) in &after {
         if changes.changed.contains(acc) || changes.added.contains(acc) {
-            assert_ne!(before.get(acc), Some(version), "{acc} changed: its row is new");
+            assert_ne!(
+                before.get(acc),
+                Some(version),
+                "{acc} changed: its row is new"
+            );
         } else {
-            assert_eq!(before.get(acc), Some(version), "{acc} is unchanged: its row was not rewritten");
+            assert_eq!(
+                before.get(acc),
+                Some(version),
+                "{acc} is unchanged: its row was not rewritten"
+            );
         }
     }
     assert!(!after.contains_key(&changes.removed[0]));
@@ -220,12 +320,19 @@ async fn a_release_loads_every_entry_and_the_next_rewrites_only_what_changed() {
     .unwrap();
     assert_eq!(ledger.get::<i64, _>("rows") as usize, second.sprot.len());
     assert_eq!(ledger.get::<i64, _>("rows_inserted"), 1);
-    assert_eq!(ledger.get::<i64, _>("rows_updated") as usize, changes.changed.len());
+    assert_eq!(
+        ledger.get::<i64, _>("rows_updated") as usize,
+        changes.changed.len()
+    );
     assert_eq!(ledger.get::<i64, _>("rows_deleted"), 1);
     assert!(ledger.get::<bool, _>("verified"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let unchanged = second.sprot.len() - changes.changed.len() - 1;
-    assert!(stdout.contains(&format!("{unchanged} unchanged")), "{}", text(&out));
+    assert!(
+        stdout.contains(&format!("{unchanged} unchanged")),
+        "{}",
+        text(&out)
+    );
     // No seen table is left behind.
     let leftovers: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'uniprot' AND tablename LIKE '%psystem_seen%'",
@@ -238,7 +345,14 @@ async fn a_release_loads_every_entry_and_the_next_rewrites_only_what_changed() {
     // Exports: FASTA with UniProt headers and 60 residues a line, JSON lines with the child rows.
     let fasta_path = env.home.path().join("sprot.fasta");
     let out = env.run(&[
-        "export", "uniprot", "--db", db.url(), "--format", "fasta", "--output", fasta_path.to_str().unwrap(),
+        "export",
+        "uniprot",
+        "--db",
+        db.url(),
+        "--format",
+        "fasta",
+        "--output",
+        fasta_path.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let fasta = std::fs::read_to_string(&fasta_path).unwrap();
@@ -254,9 +368,15 @@ async fn a_release_loads_every_entry_and_the_next_rewrites_only_what_changed() {
         let e = &expected[acc];
         let rest = parts.next().unwrap();
         assert!(rest.starts_with(&format!("{} ", e.entry_name)), "{header}");
-        assert!(rest.contains(&format!(" OX={} ", e.taxonomy.ncbi_taxid)), "{header}");
         assert!(
-            rest.ends_with(&format!(" PE={} SV={}", e.protein_existence.level, e.dates.sequence_version)),
+            rest.contains(&format!(" OX={} ", e.taxonomy.ncbi_taxid)),
+            "{header}"
+        );
+        assert!(
+            rest.ends_with(&format!(
+                " PE={} SV={}",
+                e.protein_existence.level, e.dates.sequence_version
+            )),
             "{header}"
         );
         let lines: Vec<&str> = residues.lines().filter(|l| !l.is_empty()).collect();
@@ -266,23 +386,51 @@ async fn a_release_loads_every_entry_and_the_next_rewrites_only_what_changed() {
     }
     assert_eq!(records, second.sprot.len());
     // One header checked in full, against the fields UniProt's FASTA header is made of.
-    let ywhab = expected.get("P31946").expect("SWISS100 holds P31946 (1433B_HUMAN)");
-    let header = fasta.lines().find(|l| l.starts_with(">sp|P31946|")).unwrap();
+    let ywhab = expected
+        .get("P31946")
+        .expect("SWISS100 holds P31946 (1433B_HUMAN)");
+    let header = fasta
+        .lines()
+        .find(|l| l.starts_with(">sp|P31946|"))
+        .unwrap();
     assert_eq!(
         header,
         format!(
             ">sp|P31946|1433B_HUMAN {} OS=Homo sapiens OX=9606 GN=YWHAB PE={} SV={}",
-            ywhab.description.recommended_name.as_ref().unwrap().full.as_ref().unwrap().value,
+            ywhab
+                .description
+                .recommended_name
+                .as_ref()
+                .unwrap()
+                .full
+                .as_ref()
+                .unwrap()
+                .value,
             ywhab.protein_existence.level,
             ywhab.dates.sequence_version
         )
     );
-    let out = env.run(&["export", "uniprot", "--db", db.url(), "--format", "json", "--accession", "P31946"]);
+    let out = env.run(&[
+        "export",
+        "uniprot",
+        "--db",
+        db.url(),
+        "--format",
+        "json",
+        "--accession",
+        "P31946",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["accession"], "P31946");
-    assert_eq!(doc["cross_references"].as_array().unwrap().len(), ywhab.cross_references.len());
-    assert_eq!(doc["features"].as_array().unwrap().len(), ywhab.features.len());
+    assert_eq!(
+        doc["cross_references"].as_array().unwrap().len(),
+        ywhab.cross_references.len()
+    );
+    assert_eq!(
+        doc["features"].as_array().unwrap().len(),
+        ywhab.features.len()
+    );
     assert_eq!(doc["sequence"], ywhab.sequence.residues);
 }
 
@@ -300,8 +448,14 @@ async fn a_wrong_md5_in_the_metalink_refuses_the_load() {
     let all = text(&out);
     assert!(all.contains("do not match the manifest"), "{all}");
     // Both digests are named: the manifest's and the file's.
-    assert!(all.contains("md5 mismatch for uniprot_sprot.dat.gz"), "{all}");
-    assert!(all.contains("the manifest says") && all.contains("the file hashes to"), "{all}");
+    assert!(
+        all.contains("md5 mismatch for uniprot_sprot.dat.gz"),
+        "{all}"
+    );
+    assert!(
+        all.contains("the manifest says") && all.contains("the file hashes to"),
+        "{all}"
+    );
     let pool = pool(&db).await;
     let loaded: Option<String> = sqlx::query_scalar("SELECT to_regclass('uniprot.protein')::text")
         .fetch_one(&pool)
@@ -331,40 +485,65 @@ async fn a_malformed_entry_fails_with_its_place_or_is_skipped_and_listed() {
         t
     };
     assert_ne!(broken_text, victim.text);
-    sprot[5] = FlatEntry { text: broken_text, ..victim.clone() };
+    sprot[5] = FlatEntry {
+        text: broken_text,
+        ..victim.clone()
+    };
     let release = MirrorRelease::with_entries("2024_01", sprot, Vec::new()).unwrap();
     let mirror = UniprotMirror::build(dir.path(), &[release]).unwrap();
     let server = mirror.serve().await.unwrap();
     let db = TestDb::create().await;
     let env = Env::new();
 
-    let out = run_uniprot(&env, &server.base_url(), db.url(), &["--unit-size", "100KiB"]);
+    let out = run_uniprot(
+        &env,
+        &server.base_url(),
+        db.url(),
+        &["--unit-size", "100KiB"],
+    );
     assert!(!out.status.success(), "{}", text(&out));
     let all = text(&out);
-    assert!(all.contains("uniprot_sprot.dat.gz:"), "the error names the file and line: {all}");
-    assert!(all.contains(&victim.accession), "the error names the accession: {all}");
+    assert!(
+        all.contains("uniprot_sprot.dat.gz:"),
+        "the error names the file and line: {all}"
+    );
+    assert!(
+        all.contains(&victim.accession),
+        "the error names the accession: {all}"
+    );
     let pool = pool(&db).await;
-    let failed: String = sqlx::query_scalar("SELECT state FROM psystem.loads ORDER BY id DESC LIMIT 1")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let failed: String =
+        sqlx::query_scalar("SELECT state FROM psystem.loads ORDER BY id DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(failed, "failed");
 
-    let out = run_uniprot(&env, &server.base_url(), db.url(), &["--unit-size", "100KiB", "--skip-bad-entries"]);
+    let out = run_uniprot(
+        &env,
+        &server.base_url(),
+        db.url(),
+        &["--unit-size", "100KiB", "--skip-bad-entries"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("1 malformed entry skipped"), "{}", text(&out));
+    assert!(
+        stdout.contains("1 malformed entry skipped"),
+        "{}",
+        text(&out)
+    );
     assert!(stdout.contains(&victim.accession), "{}", text(&out));
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uniprot.protein")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!(n as usize, good.sprot.len() - 1);
-    let victim_row: i64 = sqlx::query_scalar("SELECT count(*) FROM uniprot.protein WHERE accession = $1")
-        .bind(&victim.accession)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let victim_row: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM uniprot.protein WHERE accession = $1")
+            .bind(&victim.accession)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(victim_row, 0);
 }
 
@@ -395,8 +574,16 @@ fn many_entries(copies: usize) -> Vec<FlatEntry> {
             let name = format!("T{n}_TEST");
             let text = e
                 .text
-                .replacen(&format!("AC   {};", e.accession), &format!("AC   {acc};"), 1)
-                .replacen(&format!("ID   {}", e.entry_name), &format!("ID   {name:<w$}", w = e.entry_name.len().max(name.len())), 1);
+                .replacen(
+                    &format!("AC   {};", e.accession),
+                    &format!("AC   {acc};"),
+                    1,
+                )
+                .replacen(
+                    &format!("ID   {}", e.entry_name),
+                    &format!("ID   {name:<w$}", w = e.entry_name.len().max(name.len())),
+                    1,
+                );
             let entry = FlatEntry::from_text(text).unwrap();
             assert_eq!(entry.accession, acc, "copy {c} of {}", e.accession);
             out.push(entry);
@@ -407,7 +594,16 @@ fn many_entries(copies: usize) -> Vec<FlatEntry> {
 
 fn spawn_worker(env: &Env, db: &str) -> Child {
     env.cmd()
-        .args(["worker", "--db", db, "--exit-when-idle", "--threads", "1", "--poll", "300ms"])
+        .args([
+            "worker",
+            "--db",
+            db,
+            "--exit-when-idle",
+            "--threads",
+            "1",
+            "--poll",
+            "300ms",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -430,15 +626,29 @@ async fn three_workers_share_a_load_and_a_killed_one_loses_nothing() {
         &coordinator,
         &server.base_url(),
         db.url(),
-        &["--workers", "0", "--unit-size", "128KiB", "--heartbeat-timeout", "2s"],
+        &[
+            "--workers",
+            "0",
+            "--unit-size",
+            "128KiB",
+            "--heartbeat-timeout",
+            "2s",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("psystem worker"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("psystem worker"),
+        "{}",
+        text(&out)
+    );
     let units: i64 = sqlx::query_scalar("SELECT count(*) FROM psystem.work_units")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert!(units >= 30, "enough units to kill a worker halfway ({units})");
+    assert!(
+        units >= 30,
+        "enough units to kill a worker halfway ({units})"
+    );
 
     // Three workers, each with its own home (its own download cache), as on three machines.
     let homes: Vec<Env> = (0..3).map(|_| Env::new()).collect();
@@ -459,7 +669,10 @@ async fn three_workers_share_a_load_and_a_killed_one_loses_nothing() {
         if done >= units / 4 && held > 0 {
             break;
         }
-        assert!(done < units, "the load ended before the victim could be killed");
+        assert!(
+            done < units,
+            "the load ended before the victim could be killed"
+        );
         assert!(Instant::now() < deadline, "the workers made no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -475,11 +688,16 @@ async fn three_workers_share_a_load_and_a_killed_one_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(state, "completed");
-    let row = sqlx::query("SELECT count(*) AS n, count(DISTINCT accession) AS d FROM uniprot.protein")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(row.get::<i64, _>("n") as usize, entries.len(), "every entry once");
+    let row =
+        sqlx::query("SELECT count(*) AS n, count(DISTINCT accession) AS d FROM uniprot.protein")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        row.get::<i64, _>("n") as usize,
+        entries.len(),
+        "every entry once"
+    );
     assert_eq!(row.get::<i64, _>("d") as usize, entries.len());
     let reclaimed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM psystem.work_units WHERE attempts > 1 AND state = 'done'",

@@ -21,9 +21,9 @@ use psystem_core::{JobState, LoadMode, TableRef};
 use psystem_postgres::release_load::{self, DatasetLoadSpec, FileCheck, FinishReport, UnitSpec};
 use psystem_postgres::Destination;
 use psystem_releases::model::{Dataset, Layout, Release};
+use psystem_releases::provider::Provider;
 use psystem_releases::reader::{stream_file, DatasetSchema};
 use psystem_releases::verify::{self, FetchedFile, FileStatus, ReleaseManifest};
-use psystem_releases::provider::Provider;
 use psystem_releases::{footer, ReleaseError};
 use psystem_transport::{Transport, TransportOptions};
 use serde::Serialize;
@@ -748,7 +748,8 @@ impl Shared {
                 .map_err(|e| JobError::Setup(e.to_string()))?,
         };
         let load =
-            psystem_postgres::protein::open_protein_load(&self.dest, spec, self.spec.restart).await?;
+            psystem_postgres::protein::open_protein_load(&self.dest, spec, self.spec.restart)
+                .await?;
         let unit_count = load.queue().counts(&self.dest).await?.total();
         outcome.load_id = Some(load.load_id());
         self.write_status(key, job, outcome)?;

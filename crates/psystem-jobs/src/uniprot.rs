@@ -22,9 +22,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use psystem_postgres::protein::{
-    EntryBatch, ProteinFinishReport, ProteinLoad, ProteinUnitReport,
-};
+use psystem_postgres::protein::{EntryBatch, ProteinFinishReport, ProteinLoad, ProteinUnitReport};
 use psystem_postgres::release_load::{BoxError, UnitSpec};
 use psystem_postgres::work_units::{ClaimedUnit, UnitState};
 use psystem_postgres::{Destination, DestinationError};
@@ -104,9 +102,11 @@ pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read + Send>> {
 /// # Errors
 /// [`JobError::Setup`] naming the file when it cannot be read or decompressed.
 pub fn plan_file_units(path: &Path, unit_bytes: u64) -> Result<Vec<UnitSpec>, JobError> {
-    let fail = |e: String| JobError::Setup(format!("splitting {} into work units: {e}", path.display()));
+    let fail =
+        |e: String| JobError::Setup(format!("splitting {} into work units: {e}", path.display()));
     let input = open_decompressed(path).map_err(|e| fail(e.to_string()))?;
-    let ranges = psystem_uniprot::plan_units(input, unit_bytes.max(1)).map_err(|e| fail(e.to_string()))?;
+    let ranges =
+        psystem_uniprot::plan_units(input, unit_bytes.max(1)).map_err(|e| fail(e.to_string()))?;
     Ok(ranges
         .into_iter()
         .filter(|r| r.entries > 0)
@@ -155,7 +155,10 @@ impl UnitCursor {
             if skipped != skip {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("the file ends at byte {} before the unit's start {start}", cursor.pos + skipped),
+                    format!(
+                        "the file ends at byte {} before the unit's start {start}",
+                        cursor.pos + skipped
+                    ),
                 ));
             }
             cursor.pos = start;
@@ -210,10 +213,10 @@ pub fn spawn_unit_parser(
                     ));
                 }
             }
-            if batch.entries.len() >= batch_entries {
-                if tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
-                    return None;
-                }
+            if batch.entries.len() >= batch_entries
+                && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err()
+            {
+                return None;
             }
         }
         if !complete {
@@ -312,12 +315,17 @@ pub async fn work_on_load(
                 let attempts = if is_parse_error(&e) { 1 } else { UNIT_ATTEMPTS };
                 match queue.fail(dest, &unit, &message, attempts).await {
                     Ok(UnitState::Failed) => {
-                        let message = format!("unit {} failed {} times: {message}", unit.key, unit.attempt);
+                        let message =
+                            format!("unit {} failed {} times: {message}", unit.key, unit.attempt);
                         load.abort(dest, &message).await?;
                         return Err(e.into());
                     }
-                    Ok(_) => warn!(worker, unit = %unit.key, error = %message, "Unit failed; it will be retried."),
-                    Err(lost) => warn!(worker, unit = %unit.key, error = %lost, "Recording a unit failure failed."),
+                    Ok(_) => {
+                        warn!(worker, unit = %unit.key, error = %message, "Unit failed; it will be retried.")
+                    }
+                    Err(lost) => {
+                        warn!(worker, unit = %unit.key, error = %lost, "Recording a unit failure failed.")
+                    }
                 }
             }
         }
@@ -341,7 +349,8 @@ fn add_report(sum: &mut ProteinUnitReport, r: &ProteinUnitReport) {
     sum.updated += r.updated;
     sum.unchanged += r.unchanged;
     sum.skipped += r.skipped;
-    sum.skipped_entries.extend(r.skipped_entries.iter().take(20).cloned());
+    sum.skipped_entries
+        .extend(r.skipped_entries.iter().take(20).cloned());
 }
 
 /// Heartbeats `unit` every third of the queue's timeout until aborted.
@@ -380,7 +389,9 @@ pub async fn finish_if_done(
     }
     match load.finish(dest).await {
         Ok(r) => Ok(Some(r)),
-        Err(DestinationError::LoadNotActive { .. } | DestinationError::UnitsNotDone { .. }) => Ok(None),
+        Err(DestinationError::LoadNotActive { .. } | DestinationError::UnitsNotDone { .. }) => {
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -428,13 +439,18 @@ pub async fn run_local_workers(
             return Err(JobError::Setup(format!(
                 "load #{} is {} (another process ended it)",
                 load.load_id(),
-                state.map(|s| s.to_string()).unwrap_or_else(|| "gone".into())
+                state
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "gone".into())
             )));
         }
-        debug!(load_id = load.load_id(), running = counts.running, "Waiting for units other workers hold.");
+        debug!(
+            load_id = load.load_id(),
+            running = counts.running,
+            "Waiting for units other workers hold."
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
 pub use crate::worker::worker_name;
-

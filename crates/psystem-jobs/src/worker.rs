@@ -350,14 +350,15 @@ impl WorkerState {
             load_id,
             Duration::from_secs_f64(spec.heartbeat_timeout_secs.max(0.1)),
         );
-        let loops = (0..self.options.threads.max(1)).map(|w| {
-            let worker = format!("{}/{w}", self.name);
-            let (spec, options, control, events) =
-                (&spec, &self.options, &self.control, &self.events);
-            async move {
-                copy_parquet_units(dest, queue, spec, options, &worker, control, events).await
-            }
-        });
+        let loops =
+            (0..self.options.threads.max(1)).map(|w| {
+                let worker = format!("{}/{w}", self.name);
+                let (spec, options, control, events) =
+                    (&spec, &self.options, &self.control, &self.events);
+                async move {
+                    copy_parquet_units(dest, queue, spec, options, &worker, control, events).await
+                }
+            });
         let mut units = 0;
         for r in futures::future::join_all(loops).await {
             match r {
@@ -466,7 +467,12 @@ async fn copy_one(
         *attached = Some((load, schema));
     }
     let (load, schema) = attached.as_ref().expect("attached above");
-    let batches = stream_file(local, unit.key.clone(), file.partitions.clone(), schema.clone());
+    let batches = stream_file(
+        local,
+        unit.key.clone(),
+        file.partitions.clone(),
+        schema.clone(),
+    );
     let report = load.copy_unit(dest, unit, batches).await?;
     Ok(report.rows)
 }
@@ -490,7 +496,8 @@ async fn fetch_verified(
     f: &FileToFetch<'_>,
     control: &watch::Receiver<Control>,
 ) -> Result<Option<PathBuf>, JobError> {
-    let setup = |e: String| JobError::Setup(format!("file {} of release {}: {e}", f.path, f.release));
+    let setup =
+        |e: String| JobError::Setup(format!("file {} of release {}: {e}", f.path, f.release));
     let transport = psystem_transport::Transport::new(f.source_url, options.transport.clone())
         .map_err(|e| setup(e.to_string()))?;
     let cache = psystem_transport::Cache::new(options.cache_root.clone());
@@ -537,9 +544,16 @@ async fn fetch_verified(
             cancel.cancel();
         })
     };
-    let fetched =
-        verify::fetch_file(&transport, &cache, &release, &file, entry.as_ref(), &cancel, &mut |_| {})
-            .await;
+    let fetched = verify::fetch_file(
+        &transport,
+        &cache,
+        &release,
+        &file,
+        entry.as_ref(),
+        &cancel,
+        &mut |_| {},
+    )
+    .await;
     watcher.abort();
     let fetched = match fetched {
         Ok(f) => f,
@@ -547,13 +561,11 @@ async fn fetch_verified(
         Err(e) => return Err(setup(e.to_string())),
     };
     match fetched.check.status {
-        FileStatus::Mismatch => Err(setup(
-            fetched
-                .check
-                .detail
-                .clone()
-                .unwrap_or_else(|| "does not match the release's checksum".into()),
-        )),
+        FileStatus::Mismatch => {
+            Err(setup(fetched.check.detail.clone().unwrap_or_else(|| {
+                "does not match the release's checksum".into()
+            })))
+        }
         FileStatus::Unverified if f.digest.is_some() => Err(setup("could not be verified".into())),
         _ => Ok(Some(fetched.local)),
     }

@@ -398,7 +398,9 @@ pub enum DestinationError {
     },
     // --- end of dataset loads ----------------------------------------------------------------------------------
     /// Nothing to export: the protein table does not exist (no UniProt release was loaded into it).
-    #[error("there is no protein table {table}: load a UniProt release first (`psystem run uniprot`)")]
+    #[error(
+        "there is no protein table {table}: load a UniProt release first (`psystem run uniprot`)"
+    )]
     NoProteinTable {
         /// The table (`schema.table`).
         table: String,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use psystem_postgres::protein::{
     attach_protein_load, open_protein_load, EntryBatch, EntryBatches, ProteinLoad, ProteinLoadSpec,
 };
-use psystem_postgres::work_units::shared_loads;
 use psystem_postgres::release_load::{BoxError, UnitSpec};
+use psystem_postgres::work_units::shared_loads;
 use psystem_postgres::{Destination, DestinationError};
 use psystem_testkit::db::TestDb;
 use psystem_uniprot::{Entry, EntryReader};
@@ -65,7 +65,8 @@ async fn write(
     entries: Vec<Entry>,
 ) -> Result<psystem_postgres::protein::ProteinUnitReport, DestinationError> {
     let unit = load.queue().claim(dest, worker).await.unwrap().unwrap();
-    load.write_unit(dest, &unit, batches(vec![Ok(entries)])).await
+    load.write_unit(dest, &unit, batches(vec![Ok(entries)]))
+        .await
 }
 
 #[tokio::test]
@@ -82,7 +83,10 @@ async fn units_write_entries_and_finish_deletes_what_the_release_lacks() {
         Err(DestinationError::UnitsNotDone { pending: 2, .. })
     ));
     let r = write(&dest, &load, "w", all[..60].to_vec()).await.unwrap();
-    assert_eq!((r.entries, r.inserted, r.updated, r.unchanged), (60, 60, 0, 0));
+    assert_eq!(
+        (r.entries, r.inserted, r.updated, r.unchanged),
+        (60, 60, 0, 0)
+    );
     let r = write(&dest, &load, "w", all[60..].to_vec()).await.unwrap();
     assert_eq!(r.inserted, 40);
     let done = load.finish(&dest).await.unwrap();
@@ -140,14 +144,20 @@ async fn a_unit_taken_over_by_another_worker_writes_nothing() {
     let late = load
         .write_unit(&dest, &stale, batches(vec![Ok(all[..10].to_vec())]))
         .await;
-    assert!(matches!(late, Err(DestinationError::UnitLost { .. })), "{late:?}");
+    assert!(
+        matches!(late, Err(DestinationError::UnitLost { .. })),
+        "{late:?}"
+    );
     assert_eq!(count(&dest, "protein").await, 0);
     worker
         .write_unit(&dest, &taken, batches(vec![Ok(all.clone())]))
         .await
         .unwrap();
     assert_eq!(count(&dest, "protein").await, 100);
-    assert!(shared_loads(&dest).await.unwrap().is_empty(), "no unit left to join");
+    assert!(
+        shared_loads(&dest).await.unwrap().is_empty(),
+        "no unit left to join"
+    );
 }
 
 #[tokio::test]
@@ -167,7 +177,11 @@ async fn a_duplicate_accession_or_a_source_error_fails_the_unit_and_writes_nothi
         }
         other => panic!("expected a duplicate accession, got {other:?}"),
     }
-    assert_eq!(count(&dest, "protein").await, 5, "nothing of the failed unit stays");
+    assert_eq!(
+        count(&dest, "protein").await,
+        5,
+        "nothing of the failed unit stays"
+    );
     // Unit 3: the parser fails after a good batch: nothing of it stays either.
     let unit = load.queue().claim(&dest, "w").await.unwrap().unwrap();
     let err = load

@@ -99,7 +99,8 @@ impl TextRows {
     /// A `text[]` field.
     pub(crate) fn array<S: AsRef<str>>(&mut self, items: &[S]) -> &mut Self {
         self.sep();
-        let mut literal = String::with_capacity(2 + items.iter().map(|s| s.as_ref().len() + 3).sum::<usize>());
+        let mut literal =
+            String::with_capacity(2 + items.iter().map(|s| s.as_ref().len() + 3).sum::<usize>());
         literal.push('{');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {

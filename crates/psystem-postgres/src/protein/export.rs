@@ -113,7 +113,10 @@ fn matching_open(s: &str) -> Option<usize> {
 pub fn write_fasta(r: &FastaRecord, out: &mut String) {
     use std::fmt::Write as _;
     let db = if r.reviewed { "sp" } else { "tr" };
-    let name = r.protein_name.as_deref().unwrap_or("Uncharacterized protein");
+    let name = r
+        .protein_name
+        .as_deref()
+        .unwrap_or("Uncharacterized protein");
     let _ = write!(out, ">{db}|{}|{} {name}", r.accession, r.entry_name);
     if r.fragment {
         out.push_str(" (Fragment)");
@@ -264,10 +267,7 @@ mod tests {
             scientific_name("Influenza A virus (strain A/Puerto Rico/8/1934 H1N1)"),
             "Influenza A virus (strain A/Puerto Rico/8/1934 H1N1)"
         );
-        assert_eq!(
-            scientific_name("Bos taurus (Bovine) (Cow)"),
-            "Bos taurus"
-        );
+        assert_eq!(scientific_name("Bos taurus (Bovine) (Cow)"), "Bos taurus");
         assert_eq!(scientific_name("(Odd)"), "(Odd)");
     }
 

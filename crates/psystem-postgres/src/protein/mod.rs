@@ -468,7 +468,10 @@ pub async fn open_protein_load(
 ///
 /// # Errors
 /// [`DestinationError::Database`].
-pub async fn resumable_load(dest: &Destination, job_key: &str) -> Result<Option<i64>, DestinationError> {
+pub async fn resumable_load(
+    dest: &Destination,
+    job_key: &str,
+) -> Result<Option<i64>, DestinationError> {
     sqlx::query_scalar(
         "SELECT id FROM psystem.loads WHERE job_key = $1 AND state = ANY($2) AND source_kind = $3 \
          ORDER BY id DESC LIMIT 1",
@@ -478,7 +481,9 @@ pub async fn resumable_load(dest: &Destination, job_key: &str) -> Result<Option<
     .bind(SOURCE_KIND)
     .fetch_optional(dest.pool())
     .await
-    .map_err(DestinationError::db(format!("looking for an unfinished load of {job_key:?}")))
+    .map_err(DestinationError::db(format!(
+        "looking for an unfinished load of {job_key:?}"
+    )))
 }
 
 /// Joins load `load_id` as a worker (another process or machine): reads its schema, dataset, release and
@@ -672,7 +677,12 @@ impl ProteinLoad {
                 unit.key, self.load_id
             )
         };
-        let table = |kind: &str| quote_table(&TableRef::new(self.schema.as_str(), table_name(&self.table, kind)));
+        let table = |kind: &str| {
+            quote_table(&TableRef::new(
+                self.schema.as_str(),
+                table_name(&self.table, kind),
+            ))
+        };
         let accessions: Vec<&str> = entries
             .iter()
             .map(|e| e.primary_accession.as_str())
@@ -743,7 +753,14 @@ impl ProteinLoad {
         }
         for name in TABLES {
             let columns = encode_rows(name, &write, &self.dataset, &self.release, &mut rows);
-            copy_text(conn, &table(name), columns, &mut rows, &ctx(&format!("COPY into {name}"))).await?;
+            copy_text(
+                conn,
+                &table(name),
+                columns,
+                &mut rows,
+                &ctx(&format!("COPY into {name}")),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -757,7 +774,10 @@ impl ProteinLoad {
     /// # Errors
     /// [`DestinationError::UnitsNotDone`], [`DestinationError::LoadNotActive`], [`DestinationError::StagingMissing`]
     /// (the seen table is gone), [`DestinationError::Database`].
-    pub async fn finish(&self, dest: &Destination) -> Result<ProteinFinishReport, DestinationError> {
+    pub async fn finish(
+        &self,
+        dest: &Destination,
+    ) -> Result<ProteinFinishReport, DestinationError> {
         let load_id = self.load_id;
         let ctx = |what: &str| format!("finishing protein load #{load_id}: {what}");
         let mut tx = dest
@@ -771,10 +791,17 @@ impl ProteinLoad {
                 tx.commit()
                     .await
                     .map_err(DestinationError::db(ctx("commit")))?;
-                info!(load_id, entries = report.units.entries, inserted = report.units.inserted,
-                    updated = report.units.updated, unchanged = report.units.unchanged, deleted = report.deleted,
-                    skipped = report.units.skipped, since_open_ms = self.started.elapsed().as_millis() as u64,
-                    "Protein load completed.");
+                info!(
+                    load_id,
+                    entries = report.units.entries,
+                    inserted = report.units.inserted,
+                    updated = report.units.updated,
+                    unchanged = report.units.unchanged,
+                    deleted = report.deleted,
+                    skipped = report.units.skipped,
+                    since_open_ms = self.started.elapsed().as_millis() as u64,
+                    "Protein load completed."
+                );
                 Ok(report)
             }
             Err(e) => {
@@ -786,7 +813,10 @@ impl ProteinLoad {
         }
     }
 
-    async fn finish_in(&self, tx: &mut PgConnection) -> Result<ProteinFinishReport, DestinationError> {
+    async fn finish_in(
+        &self,
+        tx: &mut PgConnection,
+    ) -> Result<ProteinFinishReport, DestinationError> {
         let load_id = self.load_id;
         let ctx = |what: &str| format!("finishing protein load #{load_id}: {what}");
         let state: Option<String> =
@@ -844,7 +874,12 @@ impl ProteinLoad {
         for r in reports.into_iter().flatten() {
             report.units.add(&r.0);
         }
-        let table = |kind: &str| quote_table(&TableRef::new(self.schema.as_str(), table_name(&self.table, kind)));
+        let table = |kind: &str| {
+            quote_table(&TableRef::new(
+                self.schema.as_str(),
+                table_name(&self.table, kind),
+            ))
+        };
         let gone: Vec<String> = sqlx::query_scalar(&format!(
             "SELECT p.accession FROM {} p WHERE p.dataset = $1 AND NOT EXISTS \
              (SELECT 1 FROM {} s WHERE s.accession = p.accession)",
@@ -854,7 +889,9 @@ impl ProteinLoad {
         .bind(&self.dataset)
         .fetch_all(&mut *tx)
         .await
-        .map_err(DestinationError::db(ctx("find the entries the release no longer has")))?;
+        .map_err(DestinationError::db(ctx(
+            "find the entries the release no longer has",
+        )))?;
         if !gone.is_empty() {
             for name in TABLES.iter().rev() {
                 sqlx::query(&format!(
@@ -864,7 +901,9 @@ impl ProteinLoad {
                 .bind(&gone)
                 .execute(&mut *tx)
                 .await
-                .map_err(DestinationError::db(ctx(&format!("delete removed entries from {name}"))))?;
+                .map_err(DestinationError::db(ctx(&format!(
+                    "delete removed entries from {name}"
+                ))))?;
             }
         }
         report.deleted = gone.len() as u64;
@@ -910,7 +949,11 @@ impl ProteinLoad {
         .execute(&mut *tx)
         .await
         .map_err(DestinationError::db(ctx("mark the load failed")))?;
-        drop_table_if_exists(&mut tx, &seen_table(&self.schema, &self.table, self.load_id)).await?;
+        drop_table_if_exists(
+            &mut tx,
+            &seen_table(&self.schema, &self.table, self.load_id),
+        )
+        .await?;
         sqlx::query("UPDATE psystem.loads SET staging_table = NULL WHERE id = $1")
             .bind(self.load_id)
             .execute(&mut *tx)
@@ -1050,7 +1093,12 @@ fn encode_rows(
     match table {
         "protein" => {
             for e in entries {
-                let flags: Vec<&str> = e.description.flags.iter().map(|f| f.value.as_str()).collect();
+                let flags: Vec<&str> = e
+                    .description
+                    .flags
+                    .iter()
+                    .map(|f| f.value.as_str())
+                    .collect();
                 rows.text(&e.primary_accession)
                     .text(&e.entry_name)
                     .bool(e.status == Status::Reviewed)

@@ -41,9 +41,9 @@ use crate::destination::{
     table_oid_exists, COPY_CHUNK, OPEN_LOCK_CLASS, RESUMABLE,
 };
 use crate::ident::{ident_with_suffix, quote_ident, quote_table};
-pub use crate::work_units::{ClaimedUnit, UnitCounts, UnitState, WorkQueue};
-use crate::work_units::unit_counts;
 use crate::types::pg_type;
+use crate::work_units::unit_counts;
+pub use crate::work_units::{ClaimedUnit, UnitCounts, UnitState, WorkQueue};
 use crate::{Destination, DestinationError};
 use evolve::{ColumnPlan, ExistingColumn};
 
@@ -515,7 +515,9 @@ pub async fn attach_dataset_load(
     let staging: Option<String> = row.get("staging_table");
     let worker_spec: Option<sqlx::types::Json<serde_json::Value>> = row.get("worker_spec");
     let (Some(staging), Some(worker_spec)) = (staging, worker_spec) else {
-        return Err(invalid("the load has no staging table or no worker spec: only its own process works it"));
+        return Err(invalid(
+            "the load has no staging table or no worker spec: only its own process works it",
+        ));
     };
     let mode = LoadMode::parse(row.get::<String, _>("mode").as_str())
         .ok_or_else(|| invalid("the load's mode is unknown"))?;
@@ -1392,7 +1394,6 @@ impl DatasetLoad {
         }
         Ok(())
     }
-
 }
 
 /// Records the type changes of an evolution in the report. `replace` reports narrowings too (the new table
