@@ -34,7 +34,7 @@ fi
 command -v psql >/dev/null 2>&1 || bash scripts/setup.sh
 
 echo "Building release binaries (psystem, uniprot-parse-bench) …"
-cargo build --release --quiet -p psystem-uniprot --bin uniprot-parse-bench
+cargo build --release --quiet -p psystem-uniprot --bin uniprot-parse-bench --features bench-mimalloc
 cargo build --release --quiet -p psystem --bin psystem
 
 mkdir -p "$WORK/logs"

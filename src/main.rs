@@ -22,6 +22,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
+/// mimalloc rather than the system allocator: parsing UniProt entries makes many small allocations.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code: usage or configuration error.
 const EXIT_USAGE: u8 = 2;
 /// Exit code: the job was paused (Ctrl+C).
