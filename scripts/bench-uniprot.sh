@@ -85,20 +85,21 @@ PARSE_MBS=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(round(
 ROWS_MD=""
 run_load() { # run_load NAME WORKERS [fresh]
   local name=$1 w=$2 fresh=${3:-1}
+  local tag="${name// /_}-$w"
   if [ "$fresh" = 1 ]; then
     psql -X -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" -c "CREATE DATABASE $DB_NAME"
     rm -rf "$BENCH_HOME"/status.yaml
   fi
   echo "== $name ($w worker(s))"
-  PSYSTEM_HOME=$BENCH_HOME /usr/bin/time -v -o "$LOGS/$name.time" "$BIN/psystem" run uniprot \
-    --source-url "file://$MIRROR/" --db "$DB_URL" --workers "$w" --unit-size "$UNIT" --force >"$LOGS/$name.log" 2>&1 \
-    || { echo "   FAILED (see $LOGS/$name.log)"; tail -3 "$LOGS/$name.log"; return; }
-  local wall rss secs
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$LOGS/$name.time")
-  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$LOGS/$name.time")
-  secs=$(grep -o 'in [0-9.]* s' "$LOGS/$name.log" | tail -1 | awk '{print $2}')
-  tail -1 "$LOGS/$name.log" | sed 's/^/   /'
-  ROWS_MD+="| $name | $w | $ENTRIES | ${wall} s | $(python3 -c "print(f'{$ENTRIES/$wall:,.0f}')") | $(python3 -c "print(f'{$PLAIN_BYTES/1e6/$wall:.1f}')") | $((rss / 1024)) MB |"$'\n'
+  PSYSTEM_HOME=$BENCH_HOME /usr/bin/time -v -o "$LOGS/$tag.time" "$BIN/psystem" run uniprot \
+    --source-url "file://$MIRROR/" --db "$DB_URL" --workers "$w" --unit-size "$UNIT" --force >"$LOGS/$tag.log" 2>&1 \
+    || { echo "   FAILED (see $LOGS/$tag.log)"; tail -3 "$LOGS/$tag.log"; return; }
+  local wall rss cpu
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$LOGS/$tag.time")
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$LOGS/$tag.time")
+  cpu=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u+s}' "$LOGS/$tag.time")
+  tail -1 "$LOGS/$tag.log" | sed 's/^/   /'
+  ROWS_MD+="| $name | $w | $ENTRIES | ${wall} s | $(python3 -c "print(f'{$ENTRIES/$wall:,.0f}')") | $(python3 -c "print(f'{$PLAIN_BYTES/1e6/$wall:.1f}')") | $((rss / 1024)) MB | ${cpu} s |"$'\n'
 }
 for w in $WORKERS; do run_load "first load" "$w"; done
 LAST=$(echo "$WORKERS" | awk '{print $NF}')
@@ -109,7 +110,9 @@ CORES=$(nproc)
   echo "UniProt benchmark: ${MB} MB flat file ($PLAIN_BYTES bytes, $GZ_BYTES gzip), $ENTRIES entries, units of $UNIT,"
   echo "PostgreSQL $(psql -X -q -At "$ADMIN_URL" -c 'SHOW server_version'), $CORES cores. Parse only (one core): $PARSE_MBS MB/s."
   echo
-  echo "| step | workers | entries | wall | entries/s | MB/s of flat file | peak RSS |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| step | workers | entries | wall | entries/s | MB/s of flat file | peak RSS | psystem CPU (user+sys) |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s' "$ROWS_MD"
+  echo
+  echo "Rows written by a first load: $(psql -X -q -At "$DB_URL" -c "SELECT string_agg(t || ' ' || n, ', ') FROM (SELECT 'protein' t, count(*) n FROM uniprot.protein UNION ALL SELECT 'protein_xref', count(*) FROM uniprot.protein_xref UNION ALL SELECT 'protein_feature', count(*) FROM uniprot.protein_feature UNION ALL SELECT 'protein_reference', count(*) FROM uniprot.protein_reference UNION ALL SELECT 'protein_keyword', count(*) FROM uniprot.protein_keyword UNION ALL SELECT 'protein_accession', count(*) FROM uniprot.protein_accession) x")."
 } | tee "$WORK/results.md"
