@@ -341,6 +341,97 @@ impl WorkQueue {
     }
 }
 
+/// Inside the transaction that opens a new load: marks the job's unfinished loads (`RESUMABLE` states)
+/// `cancelled` and drops their staging (or seen) tables, so that exactly one load of the job is open.
+///
+/// # Errors
+/// [`DestinationError::Database`].
+pub(crate) async fn cancel_unfinished(
+    conn: &mut PgConnection,
+    job_key: &str,
+) -> Result<(), DestinationError> {
+    let cancelled = sqlx::query(
+        "UPDATE psystem.loads SET state = 'cancelled', finished_at = now(), updated_at = now() \
+         WHERE job_key = $1 AND state = ANY($2) RETURNING id, target_schema, staging_table",
+    )
+    .bind(job_key)
+    .bind(crate::destination::RESUMABLE)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(DestinationError::db(format!(
+        "cancelling the unfinished loads of job {job_key:?}"
+    )))?;
+    for row in &cancelled {
+        let schema: Option<String> = row.get("target_schema");
+        let staging: Option<String> = row.get("staging_table");
+        if let (Some(schema), Some(staging)) = (schema, staging) {
+            crate::destination::drop_table_if_exists(
+                conn,
+                &psystem_core::TableRef::new(schema, staging),
+            )
+            .await?;
+        }
+        tracing::info!(load_id = row.get::<i64, _>("id"), job_key, "Unfinished load cancelled.");
+    }
+    Ok(())
+}
+
+/// Inside the transaction that opens a new load: records its work units (key, bytes, optional spec), `pending`.
+///
+/// # Errors
+/// [`DestinationError::Database`] (a repeated unit key included).
+pub(crate) async fn record_units(
+    conn: &mut PgConnection,
+    load_id: i64,
+    units: &[crate::release_load::UnitSpec],
+) -> Result<(), DestinationError> {
+    let keys: Vec<&str> = units.iter().map(|u| u.key.as_str()).collect();
+    let bytes: Vec<i64> = units
+        .iter()
+        .map(|u| i64::try_from(u.bytes).unwrap_or(i64::MAX))
+        .collect();
+    let specs: Vec<Option<sqlx::types::Json<&serde_json::Value>>> = units
+        .iter()
+        .map(|u| u.spec.as_ref().map(sqlx::types::Json))
+        .collect();
+    sqlx::query(
+        "INSERT INTO psystem.work_units (load_id, unit_key, bytes, spec) \
+         SELECT $1, k, b, s FROM unnest($2::text[], $3::bigint[], $4::jsonb[]) AS u(k, b, s)",
+    )
+    .bind(load_id)
+    .bind(&keys)
+    .bind(&bytes)
+    .bind(&specs)
+    .execute(&mut *conn)
+    .await
+    .map_err(DestinationError::db(format!(
+        "recording the work units of load #{load_id}"
+    )))?;
+    Ok(())
+}
+
+/// Inside the transaction that resumes a load: its `running` and `failed` units become `pending` (the caller
+/// holds the job, so no worker of it is running; a failed unit gets new attempts).
+///
+/// # Errors
+/// [`DestinationError::Database`].
+pub(crate) async fn reset_unfinished_units(
+    conn: &mut PgConnection,
+    load_id: i64,
+) -> Result<(), DestinationError> {
+    sqlx::query(
+        "UPDATE psystem.work_units SET state = 'pending', worker = NULL, heartbeat_at = NULL \
+         WHERE load_id = $1 AND state IN ('running', 'failed')",
+    )
+    .bind(load_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(DestinationError::db(format!(
+        "resetting the running units of load #{load_id}"
+    )))?;
+    Ok(())
+}
+
 /// A running load that `psystem worker` processes may join: it has a `worker_spec` and units to claim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SharedLoad {

@@ -334,14 +334,7 @@ pub async fn open_protein_load(
                 )));
             }
             let seen = seen_table(&spec.schema, &spec.table, load_id);
-            sqlx::query(
-                "UPDATE psystem.work_units SET state = 'pending', worker = NULL, heartbeat_at = NULL \
-                 WHERE load_id = $1 AND state IN ('running', 'failed')",
-            )
-            .bind(load_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(DestinationError::db(ctx("reset the running units")))?;
+            crate::work_units::reset_unfinished_units(&mut tx, load_id).await?;
             if crate::destination::table_oid_exists(&mut tx, &seen)
                 .await?
                 .is_none()
@@ -379,22 +372,7 @@ pub async fn open_protein_load(
                     message: "a new protein load needs at least one work unit".into(),
                 });
             }
-            let cancelled = sqlx::query(
-                "UPDATE psystem.loads SET state = 'cancelled', finished_at = now(), updated_at = now() \
-                 WHERE job_key = $1 AND state = ANY($2) RETURNING id, target_schema, staging_table",
-            )
-            .bind(&spec.job_key)
-            .bind(RESUMABLE)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(DestinationError::db(ctx("cancel the unfinished loads")))?;
-            for row in &cancelled {
-                let schema: Option<String> = row.get("target_schema");
-                let staging: Option<String> = row.get("staging_table");
-                if let (Some(schema), Some(staging)) = (schema, staging) {
-                    drop_table_if_exists(&mut tx, &TableRef::new(schema, staging)).await?;
-                }
-            }
+            crate::work_units::cancel_unfinished(&mut tx, &spec.job_key).await?;
             let load_id: i64 = sqlx::query_scalar(
                 "INSERT INTO psystem.loads (job_key, plugin, entry, source_kind, target_schema, target_table, mode, \
                  state, started_at, updated_at, release, dataset, verified, worker_spec) \
@@ -422,28 +400,7 @@ pub async fn open_protein_load(
                 .execute(&mut *tx)
                 .await
                 .map_err(DestinationError::db(ctx("record the seen table")))?;
-            let keys: Vec<&str> = spec.units.iter().map(|u| u.key.as_str()).collect();
-            let bytes: Vec<i64> = spec
-                .units
-                .iter()
-                .map(|u| i64::try_from(u.bytes).unwrap_or(i64::MAX))
-                .collect();
-            let specs: Vec<Option<sqlx::types::Json<&serde_json::Value>>> = spec
-                .units
-                .iter()
-                .map(|u| u.spec.as_ref().map(sqlx::types::Json))
-                .collect();
-            sqlx::query(
-                "INSERT INTO psystem.work_units (load_id, unit_key, bytes, spec) \
-                 SELECT $1, k, b, s FROM unnest($2::text[], $3::bigint[], $4::jsonb[]) AS u(k, b, s)",
-            )
-            .bind(load_id)
-            .bind(&keys)
-            .bind(&bytes)
-            .bind(&specs)
-            .execute(&mut *tx)
-            .await
-            .map_err(DestinationError::db(ctx("record the work units")))?;
+            crate::work_units::record_units(&mut tx, load_id, &spec.units).await?;
             info!(load_id, job_key = %spec.job_key, units = spec.units.len(), "Protein load started.");
             load_id
         }
