@@ -8,6 +8,7 @@
 mod support;
 
 use std::process::{Child, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,38 +50,6 @@ fn build_release(root: &std::path::Path) {
     }
     std::fs::write(dir.join("_SUCCESS"), b"").unwrap();
     write_integrity(&root.join("25.03")).unwrap();
-}
-
-fn spawn_worker(env: &Env, db: &str) -> Child {
-    env.cmd()
-        .args([
-            "worker",
-            "--db",
-            db,
-            "--exit-when-idle",
-            "--threads",
-            "1",
-            "--poll",
-            "200ms",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait(child: &mut Child, what: &str, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 async fn scalar(pool: &PgPool, sql: &str) -> i64 {
@@ -148,7 +117,7 @@ async fn worker_processes_copy_the_files_of_an_open_targets_load_and_survive_kil
     }
 
     let homes: Vec<Env> = (0..2).map(|_| Env::new()).collect();
-    let mut workers: Vec<Child> = homes.iter().map(|h| spawn_worker(h, db.url())).collect();
+    let mut workers: Vec<Child> = homes.iter().map(|h| h.spawn_worker(db.url())).collect();
     let victim = workers[0].id();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -173,13 +142,13 @@ async fn worker_processes_copy_the_files_of_an_open_targets_load_and_survive_kil
     }
     workers[0].kill().unwrap(); // SIGKILL while it holds a file
     workers[0].wait().unwrap();
-    assert!(wait(
+    assert!(support::wait_for(
         &mut workers[1],
         "the surviving worker",
         Duration::from_secs(180)
     )
     .success());
-    let status = wait(&mut run, "the run", Duration::from_secs(120));
+    let status = support::wait_for(&mut run, "the run", Duration::from_secs(120));
     let out = run.wait_with_output().unwrap();
     assert!(status.success(), "{}", text(&out));
 

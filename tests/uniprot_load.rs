@@ -15,7 +15,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use psystem_testkit::db::TestDb;
@@ -592,24 +592,6 @@ fn many_entries(copies: usize) -> Vec<FlatEntry> {
     out
 }
 
-fn spawn_worker(env: &Env, db: &str) -> Child {
-    env.cmd()
-        .args([
-            "worker",
-            "--db",
-            db,
-            "--exit-when-idle",
-            "--threads",
-            "1",
-            "--poll",
-            "300ms",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_share_a_load_and_a_killed_one_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -652,7 +634,7 @@ async fn three_workers_share_a_load_and_a_killed_one_loses_nothing() {
 
     // Three workers, each with its own home (its own download cache), as on three machines.
     let homes: Vec<Env> = (0..3).map(|_| Env::new()).collect();
-    let mut workers: Vec<Child> = homes.iter().map(|h| spawn_worker(h, db.url())).collect();
+    let mut workers: Vec<Child> = homes.iter().map(|h| h.spawn_worker(db.url())).collect();
     let victim_pid = workers[0].id();
     // Kill worker 0 while it holds a unit, after some units are done.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -679,7 +661,7 @@ async fn three_workers_share_a_load_and_a_killed_one_loses_nothing() {
     workers[0].kill().unwrap(); // SIGKILL
     workers[0].wait().unwrap();
     for w in workers.iter_mut().skip(1) {
-        let status = wait_with_timeout(w, Duration::from_secs(180));
+        let status = support::wait_for(w, "a surviving worker", Duration::from_secs(180));
         assert!(status.success(), "a surviving worker failed");
     }
 
@@ -713,23 +695,4 @@ async fn three_workers_share_a_load_and_a_killed_one_loses_nothing() {
             .unwrap();
     assert!(by_worker.len() >= 2, "units were shared: {by_worker:?}");
     assert_tables_hold(&pool, &entries).await;
-}
-
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("a worker did not finish in time: {err}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

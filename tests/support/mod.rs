@@ -60,6 +60,25 @@ impl Env {
         c
     }
 
+    /// Starts `psystem worker --db <db> --exit-when-idle --threads 1 --poll 300ms` in this home (stderr piped).
+    pub fn spawn_worker(&self, db: &str) -> std::process::Child {
+        self.cmd()
+            .args([
+                "worker",
+                "--db",
+                db,
+                "--exit-when-idle",
+                "--threads",
+                "1",
+                "--poll",
+                "300ms",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs psystem with `args` and returns its output.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
@@ -216,4 +235,29 @@ pub async fn count_if_exists(url: &str, table: &str) -> i64 {
     };
     pool.close().await;
     n
+}
+
+/// Waits for `child` to exit, at most `timeout`; then kills it and fails the test naming `what` (with its stderr).
+#[allow(dead_code)]
+pub fn wait_for(
+    child: &mut std::process::Child,
+    what: &str,
+    timeout: std::time::Duration,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{what} did not finish within {timeout:?}: {err}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -371,7 +371,11 @@ pub(crate) async fn cancel_unfinished(
             )
             .await?;
         }
-        tracing::info!(load_id = row.get::<i64, _>("id"), job_key, "Unfinished load cancelled.");
+        tracing::info!(
+            load_id = row.get::<i64, _>("id"),
+            job_key,
+            "Unfinished load cancelled."
+        );
     }
     Ok(())
 }
