@@ -250,17 +250,32 @@ async fn scenario(c: &Client, f: &Fixture) -> Result<(), String> {
         (e.attr("aria-checked").await.ok().flatten()? == "false").then_some(())
     })
     .await;
-    // A bundled plugin's state is kept in settings.yaml (`plugins: {who_gho: {enabled: false}}`).
-    let settings: serde_yaml_ng::Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(home.join("settings.yaml"))
-            .map_err(|e| format!("settings.yaml: {e}"))?,
-    )
-    .map_err(|e| format!("settings.yaml: {e}"))?;
-    assert_eq!(
-        settings["plugins"]["who_gho"]["enabled"].as_bool(),
-        Some(false),
-        "settings.yaml: {settings:?}"
-    );
+    // A bundled plugin's state is kept in settings.yaml (`plugins: {who_gho: {enabled: false}}`). The switch
+    // flips at once and the file is written when the app's command returns: wait for it.
+    let settings_path = home.join("settings.yaml");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(&settings_path).unwrap_or_default();
+        let settings: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&text).unwrap_or(serde_yaml_ng::Value::Null);
+        if settings["plugins"]["who_gho"]["enabled"].as_bool() == Some(false) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "settings.yaml does not say who_gho is disabled within 15 s: {text:?}"
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = c
+        .find(Locator::Css(&toggle))
+        .await
+        .map_err(|e| format!("the who_gho toggle: {e}"))?
+        .attr("aria-checked")
+        .await
+        .map_err(|e| format!("the who_gho toggle: {e}"))?;
+    assert_eq!(after.as_deref(), Some("false"), "the switch stayed off");
     screenshot(c, "plugins").await;
 
     // ---- Releases: the test plugin's releases newest first; Verify → every badge says verified ----
