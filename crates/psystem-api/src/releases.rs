@@ -194,13 +194,7 @@ impl Api {
         source_url: Option<&str>,
     ) -> Result<Vec<ReleaseName>, ApiError> {
         let (plugin, url) = self.release_source(plugin, source_url)?;
-        let provider = Provider::from_plugin(
-            plugin
-                .manifest
-                .source
-                .as_ref()
-                .and_then(|s| s.provider.as_deref()),
-        )?;
+        let provider = provider_of(&plugin)?;
         Ok(provider.list_releases(&self.transport(&url)?).await?)
     }
 
@@ -218,13 +212,7 @@ impl Api {
         options: &ShowOptions,
     ) -> Result<ReleaseDetail, ApiError> {
         let (plugin, url) = self.release_source(plugin, source_url)?;
-        let provider = Provider::from_plugin(
-            plugin
-                .manifest
-                .source
-                .as_ref()
-                .and_then(|s| s.provider.as_deref()),
-        )?;
+        let provider = provider_of(&plugin)?;
         if provider == Provider::UniProt && (options.schema || options.suggest_keys) {
             return Err(ApiError::Config(format!(
                 "--schema and --suggest-keys read Parquet files; {} releases are UniProtKB flat files (their columns are fixed by the UniProt load)",
@@ -357,13 +345,7 @@ impl Api {
         on_file: &mut (dyn FnMut(&FileCheck) + Send),
     ) -> Result<VerifyReport, ApiError> {
         let (plugin, url) = self.release_source(plugin, source_url)?;
-        let provider = Provider::from_plugin(
-            plugin
-                .manifest
-                .source
-                .as_ref()
-                .and_then(|s| s.provider.as_deref()),
-        )?;
+        let provider = provider_of(&plugin)?;
         let transport = self.transport(&url)?;
         let name = provider
             .resolve_release(&transport, plugin.name(), release)
@@ -416,13 +398,7 @@ impl Api {
     pub async fn plan_release(&self, req: &ReleaseRunRequest) -> Result<PlannedRelease, ApiError> {
         let (plugin, url) = self.release_source(&req.plugin, req.source_url.as_deref())?;
         plugin.ensure_enabled()?;
-        let provider = Provider::from_plugin(
-            plugin
-                .manifest
-                .source
-                .as_ref()
-                .and_then(|s| s.provider.as_deref()),
-        )?;
+        let provider = provider_of(&plugin)?;
         let flat_files = provider == Provider::UniProt;
         let keys: Vec<String> = if req.all {
             plugin.manifest.etl.keys().cloned().collect()
@@ -550,3 +526,14 @@ fn entry_for(plugin: &Plugin, name: &str) -> Option<(String, Option<FlattenOptio
 
 #[allow(dead_code)]
 fn _arc(_: Arc<()>) {}
+
+/// The provider whose layout a release plugin's releases follow (`source.provider`; Open Targets when absent).
+fn provider_of(plugin: &Plugin) -> Result<Provider, ReleaseError> {
+    Provider::from_plugin(
+        plugin
+            .manifest
+            .source
+            .as_ref()
+            .and_then(|s| s.provider.as_deref()),
+    )
+}

@@ -894,19 +894,24 @@ impl Shared {
 
     /// A cancellation token that fires when the job is asked to pause or cancel (for downloads).
     fn cancel_token(&self) -> CancellationToken {
-        let token = CancellationToken::new();
-        let mut control = self.control.clone();
-        let t = token.clone();
-        tokio::spawn(async move {
-            while *control.borrow_and_update() == Control::Run {
-                if control.changed().await.is_err() {
-                    return;
-                }
-            }
-            t.cancel();
-        });
-        token
+        cancel_on_stop(&self.control)
     }
+}
+
+/// A cancellation token that fires when `control` leaves [`Control::Run`] (pause or cancel), for downloads.
+pub(crate) fn cancel_on_stop(control: &watch::Receiver<Control>) -> CancellationToken {
+    let token = CancellationToken::new();
+    let mut control = control.clone();
+    let t = token.clone();
+    tokio::spawn(async move {
+        while *control.borrow_and_update() == Control::Run {
+            if control.changed().await.is_err() {
+                return;
+            }
+        }
+        t.cancel();
+    });
+    token
 }
 
 fn load_key(load: &release_load::DatasetLoad) -> String {

@@ -531,19 +531,7 @@ async fn fetch_verified(
         }),
         _ => None,
     };
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let watcher = {
-        let mut control = control.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            while *control.borrow_and_update() == Control::Run {
-                if control.changed().await.is_err() {
-                    return;
-                }
-            }
-            cancel.cancel();
-        })
-    };
+    let cancel = crate::release::cancel_on_stop(control);
     let fetched = verify::fetch_file(
         &transport,
         &cache,
@@ -554,7 +542,6 @@ async fn fetch_verified(
         &mut |_| {},
     )
     .await;
-    watcher.abort();
     let fetched = match fetched {
         Ok(f) => f,
         Err(psystem_releases::ReleaseError::Cancelled) => return Ok(None),

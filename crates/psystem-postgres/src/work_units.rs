@@ -341,6 +341,51 @@ impl WorkQueue {
     }
 }
 
+/// Inside a load's finishing transaction: locks its `psystem.loads` row, checks that it is `running` and that every
+/// unit is done. Returns the unit counts.
+///
+/// # Errors
+/// [`DestinationError::LoadNotFound`], [`DestinationError::LoadNotActive`] (e.g. another worker finished it),
+/// [`DestinationError::UnitsNotDone`] with up to 5 examples, [`DestinationError::Database`].
+pub(crate) async fn lock_for_finish(
+    conn: &mut PgConnection,
+    load_id: i64,
+) -> Result<UnitCounts, DestinationError> {
+    let ctx = |what: &str| format!("finishing load #{load_id}: {what}");
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM psystem.loads WHERE id = $1 FOR UPDATE")
+            .bind(load_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(DestinationError::db(ctx("lock the load")))?
+            .ok_or(DestinationError::LoadNotFound { load_id })?;
+    if state.as_deref() != Some("running") {
+        return Err(DestinationError::LoadNotActive {
+            load_id,
+            state: state.unwrap_or_default(),
+        });
+    }
+    let counts = unit_counts(&mut *conn, load_id).await?;
+    if counts.pending + counts.running + counts.failed > 0 {
+        let examples: Vec<String> = sqlx::query_scalar(
+            "SELECT unit_key || ' (' || state || ')' FROM psystem.work_units WHERE load_id = $1 \
+             AND state <> 'done' ORDER BY id LIMIT 5",
+        )
+        .bind(load_id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(DestinationError::db(ctx("list the units not done")))?;
+        return Err(DestinationError::UnitsNotDone {
+            load_id,
+            pending: counts.pending,
+            running: counts.running,
+            failed: counts.failed,
+            examples,
+        });
+    }
+    Ok(counts)
+}
+
 /// Inside the transaction that opens a new load: marks the job's unfinished loads (`RESUMABLE` states)
 /// `cancelled` and drops their staging (or seen) tables, so that exactly one load of the job is open.
 ///

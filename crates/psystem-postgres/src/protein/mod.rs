@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 use crate::destination::{drop_table_if_exists, ensure_schema, OPEN_LOCK_CLASS, RESUMABLE};
 use crate::ident::{ident_with_suffix, quote_ident, quote_table};
 use crate::release_load::{BoxError, UnitSpec};
-use crate::work_units::{unit_counts, ClaimedUnit, WorkQueue};
+use crate::work_units::{ClaimedUnit, WorkQueue};
 use crate::{Destination, DestinationError};
 use copy_text::TextRows;
 
@@ -776,37 +776,7 @@ impl ProteinLoad {
     ) -> Result<ProteinFinishReport, DestinationError> {
         let load_id = self.load_id;
         let ctx = |what: &str| format!("finishing protein load #{load_id}: {what}");
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM psystem.loads WHERE id = $1 FOR UPDATE")
-                .bind(load_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(DestinationError::db(ctx("lock the load")))?
-                .ok_or(DestinationError::LoadNotFound { load_id })?;
-        if state.as_deref() != Some("running") {
-            return Err(DestinationError::LoadNotActive {
-                load_id,
-                state: state.unwrap_or_default(),
-            });
-        }
-        let counts = unit_counts(&mut *tx, load_id).await?;
-        if counts.pending + counts.running + counts.failed > 0 {
-            let examples: Vec<String> = sqlx::query_scalar(
-                "SELECT unit_key || ' (' || state || ')' FROM psystem.work_units WHERE load_id = $1 \
-                 AND state <> 'done' ORDER BY id LIMIT 5",
-            )
-            .bind(load_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(DestinationError::db(ctx("list the units not done")))?;
-            return Err(DestinationError::UnitsNotDone {
-                load_id,
-                pending: counts.pending,
-                running: counts.running,
-                failed: counts.failed,
-                examples,
-            });
-        }
+        let counts = crate::work_units::lock_for_finish(&mut *tx, load_id).await?;
         let seen = seen_table(&self.schema, &self.table, load_id);
         if crate::destination::table_oid_exists(&mut *tx, &seen)
             .await?

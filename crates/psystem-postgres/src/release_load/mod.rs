@@ -831,37 +831,7 @@ impl DatasetLoad {
             .execute("SET LOCAL TimeZone = 'UTC'")
             .await
             .map_err(DestinationError::db(ctx("set the time zone")))?;
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM psystem.loads WHERE id = $1 FOR UPDATE")
-                .bind(load_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(DestinationError::db(ctx("lock the load")))?
-                .ok_or(DestinationError::LoadNotFound { load_id })?;
-        if state.as_deref() != Some("running") {
-            return Err(DestinationError::LoadNotActive {
-                load_id,
-                state: state.unwrap_or_default(),
-            });
-        }
-        let counts = unit_counts(&mut *tx, load_id).await?;
-        if counts.pending + counts.running + counts.failed > 0 {
-            let examples: Vec<String> = sqlx::query_scalar(
-                "SELECT unit_key || ' (' || state || ')' FROM psystem.work_units WHERE load_id = $1 AND state <> 'done' \
-                 ORDER BY id LIMIT 5",
-            )
-            .bind(load_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(DestinationError::db(ctx("list the units not done")))?;
-            return Err(DestinationError::UnitsNotDone {
-                load_id,
-                pending: counts.pending,
-                running: counts.running,
-                failed: counts.failed,
-                examples,
-            });
-        }
+        let counts = crate::work_units::lock_for_finish(&mut *tx, load_id).await?;
         if table_oid_exists(&mut *tx, &self.staging).await?.is_none() {
             return Err(DestinationError::StagingMissing {
                 load_id,
