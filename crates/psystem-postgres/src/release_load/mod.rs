@@ -27,7 +27,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_schema::{Schema, SchemaRef};
 use bytes::BytesMut;
 use psystem_core::{LoadMode, TableRef};
 use sqlx::{Executor, PgConnection, Row};
@@ -47,8 +47,18 @@ pub use crate::work_units::{ClaimedUnit, UnitCounts, UnitState, WorkQueue};
 use crate::{Destination, DestinationError};
 use evolve::{ColumnPlan, ExistingColumn};
 
+/// The column psystem adds to every table a release loads: `bigint`, the XXH3-64 hash of the row's release
+/// columns as psystem encodes them for COPY ([`CopyEncoder::write_row_hashed`]). A merge compares rows by it
+/// instead of comparing every column, so only rows whose hash differs are rewritten; a row with a NULL hash (a
+/// table loaded before this column existed, or a row inserted by hand) counts as changed.
+pub const ROW_HASH_COLUMN: &str = "psystem_row_hash";
+
 /// How long a `running` work unit may go without a heartbeat before another worker may reclaim it.
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Server settings raised (never lowered) for the transaction that finishes a load: `maintenance_work_mem` for
+/// building the primary key's index, `work_mem` for the merge's hash join of the release with the table.
+const FINISH_MEMORY: [(&str, &str); 2] = [("maintenance_work_mem", "512MB"), ("work_mem", "256MB")];
 
 /// A boxed error of a batch source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -631,7 +641,7 @@ impl DatasetLoad {
         let sql = format!(
             "COPY {} ({}) FROM STDIN (FORMAT binary)",
             quote_table(&self.staging),
-            column_list(&self.spec.schema)
+            staging_columns(&self.spec.schema)
         );
         let mut copy = conn
             .copy_in_raw(&sql)
@@ -669,7 +679,7 @@ impl DatasetLoad {
                 }
             };
             for row in 0..encoder.num_rows() {
-                if let Err(e) = encoder.write_row(row, &mut buf) {
+                if let Err(e) = encoder.write_row_hashed(row, &mut buf) {
                     let _ = copy.abort(e.to_string()).await;
                     return Err(e);
                 }
@@ -832,6 +842,19 @@ impl DatasetLoad {
             .await
             .map_err(DestinationError::db(ctx("set the time zone")))?;
         let counts = crate::work_units::lock_for_finish(&mut *tx, load_id).await?;
+        // Building the key's index and joining the release with the table sort and hash millions of keys: with
+        // the servers' defaults (64 MB, 4 MB) both spill to temporary files. Raised for this transaction only,
+        // never lowered.
+        for (setting, at_least) in FINISH_MEMORY {
+            sqlx::query(
+                "SELECT set_config($1, (greatest(pg_size_bytes(current_setting($1)), pg_size_bytes($2)) / 1024)::text || 'kB', true)",
+            )
+            .bind(setting)
+            .bind(at_least)
+            .execute(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx(&format!("raise {setting}"))))?;
+        }
         if table_oid_exists(&mut *tx, &self.staging).await?.is_none() {
             return Err(DestinationError::StagingMissing {
                 load_id,
@@ -913,6 +936,23 @@ impl DatasetLoad {
         let rows = report.rows;
         match table_oid_exists(&mut *tx, table).await? {
             None => {
+                // Opened to merge into a table that has since been dropped: the staging table becomes the table,
+                // so it must be logged.
+                let persistence: Option<String> = sqlx::query_scalar(
+                    "SELECT relpersistence::text FROM pg_class WHERE oid = $1::regclass",
+                )
+                .bind(&staging_sql)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(DestinationError::db(ctx("read the staging table's persistence")))?;
+                if persistence.as_deref() == Some("u") {
+                    exec(
+                        tx,
+                        &format!("ALTER TABLE {staging_sql} SET LOGGED"),
+                        &ctx("make the staging table logged"),
+                    )
+                    .await?;
+                }
                 exec(
                     tx,
                     &format!(
@@ -938,7 +978,21 @@ impl DatasetLoad {
                 report.created = true;
             }
             Some(oid) => {
-                let existing = existing_columns(tx, oid, table).await?;
+                let mut existing = existing_columns(tx, oid, table).await?;
+                let had_hash = existing.iter().any(|c| c.name == ROW_HASH_COLUMN);
+                existing.retain(|c| c.name != ROW_HASH_COLUMN);
+                if !had_hash && spec.mode != LoadMode::Replace {
+                    // A table loaded before psystem kept row hashes: its rows compare as changed once.
+                    exec(
+                        tx,
+                        &format!(
+                            "ALTER TABLE {target_sql} ADD COLUMN {} bigint",
+                            quote_ident(ROW_HASH_COLUMN)
+                        ),
+                        &ctx("add the row hash column"),
+                    )
+                    .await?;
+                }
                 let evolution = evolve::plan(table, &spec.schema, &existing, spec.allow_casts)?;
                 match spec.mode {
                     LoadMode::Replace => {
@@ -1183,13 +1237,14 @@ impl DatasetLoad {
                 .await?;
             }
         }
-        let columns = column_list(&spec.schema);
+        let hash = quote_ident(ROW_HASH_COLUMN);
+        let columns = format!("{}, {hash}", column_list(&spec.schema));
+        let select_list = format!("{}, s.{hash}", select.join(", "));
         if spec.mode == LoadMode::Append {
-            let select = select.join(", ");
             let done = conn
                 .execute(
                     format!(
-                        "INSERT INTO {target_sql} ({columns}) SELECT {select} FROM {staging_sql} s"
+                        "INSERT INTO {target_sql} ({columns}) SELECT {select_list} FROM {staging_sql} s"
                     )
                     .as_str(),
                 )
@@ -1197,90 +1252,8 @@ impl DatasetLoad {
                 .map_err(DestinationError::db(ctx("insert the rows")))?;
             report.inserted = done.rows_affected();
         } else {
-            // Three set-based statements instead of one INSERT … ON CONFLICT DO UPDATE: ON CONFLICT locks (and
-            // so rewrites) every existing row the release contains, changed or not; here only changed rows are
-            // written. First the rows absent from the release go, then changed rows are updated, then new rows
-            // inserted.
-            let matches = spec
-                .primary_key
-                .iter()
-                .map(|k| format!("s.{0} = t.{0}", quote_ident(k)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let deleted = conn
-                .execute(
-                    format!(
-                        "DELETE FROM {target_sql} t WHERE NOT EXISTS (SELECT 1 FROM {staging_sql} s WHERE {matches})"
-                    )
-                    .as_str(),
-                )
-                .await
-                .map_err(DestinationError::db(ctx("delete the rows absent from the release")))?;
-            report.deleted = deleted.rows_affected();
-            let others: Vec<(String, String)> = spec
-                .schema
-                .fields()
-                .iter()
-                .zip(select.iter())
-                .filter(|(f, _)| !spec.primary_key.contains(f.name()))
-                .map(|(f, expr)| (quote_ident(f.name()), expr.clone()))
-                .collect();
-            if !others.is_empty() {
-                let sets = others
-                    .iter()
-                    .map(|(c, expr)| format!("{c} = {expr}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let old = others
-                    .iter()
-                    .map(|(c, _)| format!("t.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let new = others
-                    .iter()
-                    .map(|(_, expr)| expr.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let updated = conn
-                    .execute(
-                        format!(
-                            "UPDATE {target_sql} t SET {sets} FROM {staging_sql} s WHERE {matches} \
-                             AND ROW({old}) IS DISTINCT FROM ROW({new})"
-                        )
-                        .as_str(),
-                    )
-                    .await
-                    .map_err(DestinationError::db(ctx("update the changed rows")))?;
-                report.updated = updated.rows_affected();
-            }
-            let select_list = select.join(", ");
-            let inserted = conn
-                .execute(
-                    format!(
-                        "INSERT INTO {target_sql} ({columns}) SELECT {select_list} FROM {staging_sql} s \
-                         WHERE NOT EXISTS (SELECT 1 FROM {target_sql} t WHERE {matches})"
-                    )
-                    .as_str(),
-                )
-                .await
-                .map_err(DestinationError::db(ctx("insert the new rows")))?;
-            report.inserted = inserted.rows_affected();
-            // The table now holds one row per distinct key of the release: fewer rows than the release has
-            // means that a key repeats (an UPDATE … FROM would have applied one of its rows silently).
-            let now: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {target_sql}"))
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(DestinationError::db(ctx("count the rows")))?;
-            if now as u64 != report.rows {
-                self.check_keys(conn).await?;
-                return Err(DestinationError::Database {
-                    context: ctx("check the merged row count"),
-                    source: sqlx::Error::Protocol(format!(
-                        "the table has {now} rows after the merge, the release {}",
-                        report.rows
-                    )),
-                });
-            }
+            self.merge_rows(conn, &select, &columns, &select_list, report)
+                .await?;
         }
         exec(
             conn,
@@ -1288,6 +1261,129 @@ impl DatasetLoad {
             &ctx("drop the staging table"),
         )
         .await?;
+        Ok(())
+    }
+
+    /// The rows of a merge (SQL in `docs/LOAD_MODES.md`, "merge"): one FULL JOIN of the staging table with the
+    /// table on the primary key, comparing only [`ROW_HASH_COLUMN`], collects the rows that differ into a
+    /// temporary change set (release rows that are new or changed, with the old key; table rows the release
+    /// lacks); then the absent rows are deleted, the changed ones updated and the new ones inserted from that
+    /// set. Unchanged rows are not touched. `select` are the expressions of the release columns over `s`,
+    /// `columns`/`select_list` the same with the hash column.
+    ///
+    /// A key that repeats in the release fails the insert (a new key) or leaves the table with fewer rows than
+    /// the release (an existing key), which the row count afterwards catches; both end in
+    /// [`DestinationError::DuplicateKeys`] via [`DatasetLoad::check_keys`].
+    async fn merge_rows(
+        &self,
+        conn: &mut PgConnection,
+        select: &[String],
+        columns: &str,
+        select_list: &str,
+        report: &mut FinishReport,
+    ) -> Result<(), DestinationError> {
+        let spec = &self.spec;
+        let table = &spec.table;
+        let ctx = |what: &str| format!("merging into {table}: {what}");
+        let target_sql = quote_table(table);
+        let staging_sql = quote_table(&self.staging);
+        let hash = quote_ident(ROW_HASH_COLUMN);
+        let delta = "pg_temp.psystem_merge_delta";
+        let in_table = quote_ident("__psystem_in_table");
+        let old_key = |i: usize| quote_ident(&format!("__psystem_old_key_{i}"));
+        let keys: Vec<String> = spec.primary_key.iter().map(|k| quote_ident(k)).collect();
+        let on = |left: &str, right: &dyn Fn(usize, &str) -> String| {
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| format!("{left}.{k} = {}", right(i, k)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let old_keys = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("t.{k} AS {}", old_key(i)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        exec(
+            conn,
+            &format!(
+                "CREATE TEMP TABLE {delta} ON COMMIT DROP AS \
+                 SELECT s.*, {old_keys}, t.{} IS NOT NULL AS {in_table} \
+                 FROM {staging_sql} s FULL JOIN {target_sql} t ON {} \
+                 WHERE s.{hash} IS DISTINCT FROM t.{hash}",
+                keys[0],
+                on("s", &|_, k| format!("t.{k}"))
+            ),
+            &ctx("compare the release with the table"),
+        )
+        .await?;
+        exec(conn, &format!("ANALYZE {delta}"), &ctx("analyze the change set")).await?;
+        let deleted = conn
+            .execute(
+                format!(
+                    "DELETE FROM {target_sql} t USING {delta} s WHERE s.{hash} IS NULL AND {}",
+                    on("t", &|i, _| format!("s.{}", old_key(i)))
+                )
+                .as_str(),
+            )
+            .await
+            .map_err(DestinationError::db(ctx("delete the rows absent from the release")))?;
+        report.deleted = deleted.rows_affected();
+        let mut sets: Vec<String> = spec
+            .schema
+            .fields()
+            .iter()
+            .zip(select.iter())
+            .filter(|(f, _)| !spec.primary_key.contains(f.name()))
+            .map(|(f, expr)| format!("{} = {expr}", quote_ident(f.name())))
+            .collect();
+        sets.push(format!("{hash} = s.{hash}"));
+        let updated = conn
+            .execute(
+                format!(
+                    "UPDATE {target_sql} t SET {} FROM {delta} s WHERE s.{hash} IS NOT NULL AND s.{in_table} AND {}",
+                    sets.join(", "),
+                    on("t", &|i, _| format!("s.{}", old_key(i)))
+                )
+                .as_str(),
+            )
+            .await
+            .map_err(DestinationError::db(ctx("update the changed rows")))?;
+        report.updated = updated.rows_affected();
+        let inserted = conn
+            .execute(
+                format!(
+                    "INSERT INTO {target_sql} ({columns}) SELECT {select_list} FROM {delta} s \
+                     WHERE s.{hash} IS NOT NULL AND NOT s.{in_table}"
+                )
+                .as_str(),
+            )
+            .await
+            .map_err(DestinationError::db(ctx("insert the new rows")))?;
+        report.inserted = inserted.rows_affected();
+        // The table now holds one row per distinct key of the release: fewer rows than the release has means
+        // that a key repeats (an UPDATE … FROM applies one of its rows silently), or that the server lost the
+        // unlogged staging table's rows in a crash.
+        let now: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {target_sql}"))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(DestinationError::db(ctx("count the rows")))?;
+        if now as u64 != report.rows {
+            self.check_keys(conn).await?;
+            let staged: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {staging_sql}"))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(DestinationError::db(ctx("count the staging table")))?;
+            return Err(DestinationError::Database {
+                context: ctx("check the merged row count"),
+                source: sqlx::Error::Protocol(format!(
+                    "the table has {now} rows after the merge, the release {} (the staging table holds {staged}; \
+                     fewer means the server lost them, e.g. in crash recovery — run the load again)",
+                    report.rows
+                )),
+            });
+        }
         Ok(())
     }
 
@@ -1362,6 +1458,12 @@ fn validate(spec: &DatasetLoadSpec) -> Result<(), DestinationError> {
     if spec.mode == LoadMode::Merge && spec.primary_key.is_empty() {
         return Err(invalid("mode `merge` needs a primary key".into()));
     }
+    if spec.schema.field_with_name(ROW_HASH_COLUMN).is_ok() {
+        return Err(invalid(format!(
+            "the release has a column named {ROW_HASH_COLUMN:?}, which psystem keeps for its own row hashes; \
+             rename it in the entry's transform"
+        )));
+    }
     let mut keys = std::collections::HashSet::new();
     for unit in &spec.units {
         if unit.key.is_empty() {
@@ -1385,18 +1487,32 @@ fn staging_name(table: &TableRef, load_id: i64) -> TableRef {
     )
 }
 
-/// Creates the staging table: the release's columns, no key, no index.
+/// Creates the staging table: the release's columns and [`ROW_HASH_COLUMN`], no key, no index.
+///
+/// When the rows will be merged or appended into an existing table, the staging table is `UNLOGGED` (no WAL:
+/// it is dropped when the load finishes); when it will become the table (first load, replace) it is logged.
+/// Crash recovery of the server empties an unlogged table: resuming a load compares the staging table with
+/// its done units and copies them again, and a merge checks the table's row count before it commits.
 async fn create_staging(
     conn: &mut PgConnection,
     staging: &TableRef,
     spec: &DatasetLoadSpec,
 ) -> Result<(), DestinationError> {
+    let unlogged = spec.mode != LoadMode::Replace && table_oid_exists(conn, &spec.table).await?.is_some();
+    let mut defs = column_defs(&spec.schema)?;
+    defs.push(format!("{} bigint", quote_ident(ROW_HASH_COLUMN)));
     let sql = format!(
-        "CREATE TABLE {} ({})",
+        "CREATE {}TABLE {} ({})",
+        if unlogged { "UNLOGGED " } else { "" },
         quote_table(staging),
-        column_defs(&spec.schema)?.join(", ")
+        defs.join(", ")
     );
     exec(conn, &sql, &format!("creating the staging table {staging}")).await
+}
+
+/// The COPY column list of a staging table: the release's columns, then [`ROW_HASH_COLUMN`].
+fn staging_columns(schema: &Schema) -> String {
+    format!("{}, {}", column_list(schema), quote_ident(ROW_HASH_COLUMN))
 }
 
 /// The columns of the table `oid`, in order.
