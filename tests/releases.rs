@@ -688,7 +688,8 @@ async fn schema_drift_across_releases_adds_widens_keeps_and_refuses() {
             ("id".into(), "bigint".into()),
             ("n".into(), "integer".into()),
             ("f".into(), "real".into()),
-            ("gone".into(), "text".into())
+            ("gone".into(), "text".into()),
+            ("psystem_row_hash".into(), "bigint".into())
         ]
     );
 
@@ -708,6 +709,7 @@ async fn schema_drift_across_releases_adds_widens_keeps_and_refuses() {
             ("n".into(), "bigint".into()),
             ("f".into(), "double precision".into()),
             ("gone".into(), "text".into()),
+            ("psystem_row_hash".into(), "bigint".into()),
             ("added".into(), "text".into())
         ]
     );
@@ -800,7 +802,14 @@ async fn a_hostile_column_name_loads_as_a_column_of_that_name() {
         .into_iter()
         .map(|c| c.0)
         .collect();
-    assert_eq!(cols, vec!["id".to_string(), hostile.to_string()]);
+    assert_eq!(
+        cols,
+        vec![
+            "id".to_string(),
+            hostile.to_string(),
+            "psystem_row_hash".to_string()
+        ]
+    );
     let values: Vec<String> =
         sqlx::query_scalar("SELECT \"a\"\"; DROP TABLE x; --\" FROM ot.hostile ORDER BY id")
             .fetch_all(&pool)

@@ -22,6 +22,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StructArray};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use psystem_postgres::release_load::ROW_HASH_COLUMN;
 use psystem_testkit::db::TestDb;
 use psystem_testkit::opentargets::sha1_hex;
 use serde_json::{Map, Number, Value};
@@ -572,10 +573,12 @@ async fn compare(conn: &mut PgConnection, schema: &str, want: &Expected) -> Vec<
     if have.is_empty() {
         return vec![format!("{at}: the table does not exist")];
     }
+    // The release's columns, then the row hash psystem adds (docs/LOAD_MODES.md, "The row hash").
     let want_cols: Vec<(String, String)> = data
         .columns
         .iter()
         .map(|(n, dt)| (n.clone(), pg_type_of(dt)))
+        .chain([(ROW_HASH_COLUMN.to_string(), "bigint".to_string())])
         .collect();
     if have.iter().map(|c| &c.0).ne(want_cols.iter().map(|c| &c.0)) {
         problems.push(format!(
@@ -611,6 +614,15 @@ async fn compare(conn: &mut PgConnection, schema: &str, want: &Expected) -> Vec<
             other => panic!("to_jsonb gave {other}"),
         })
         .collect();
+    let mut got_rows = got_rows;
+    for row in &mut got_rows {
+        match row.remove(ROW_HASH_COLUMN) {
+            Some(Value::Number(_)) => {}
+            other => problems.push(format!(
+                "{at}: a row's {ROW_HASH_COLUMN} is {other:?}, not a number"
+            )),
+        }
+    }
     if got_rows.len() as i64 != data.footer_rows || data.rows.len() as i64 != data.footer_rows {
         problems.push(format!(
             "{at}: {} rows in PostgreSQL, {} in the Parquet footer ({} read from the file)",
@@ -1016,7 +1028,12 @@ async fn file_mirror_loads_and_releases_show_matches_loaded_tables() {
                 )
             })
             .collect();
-        let table = table_columns(&mut conn, &schema_of("25.03"), d.name).await;
+        // The table has the release's columns and, last, the row hash psystem adds.
+        let mut table = table_columns(&mut conn, &schema_of("25.03"), d.name).await;
+        assert_eq!(
+            table.pop(),
+            Some((ROW_HASH_COLUMN.to_string(), "bigint".to_string()))
+        );
         assert_eq!(
             columns.iter().map(|c| &c.0).collect::<Vec<_>>(),
             table.iter().map(|c| &c.0).collect::<Vec<_>>(),

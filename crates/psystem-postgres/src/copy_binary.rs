@@ -1339,6 +1339,56 @@ mod tests {
     use arrow_schema::{Field, Schema};
     use std::sync::Arc;
 
+    /// The hash field (the tuple's last 8 bytes) of each row of `batch`, and checks the tuple layout.
+    fn row_hashes(batch: &RecordBatch) -> Vec<i64> {
+        let encoder = CopyEncoder::new(batch).unwrap();
+        (0..batch.num_rows())
+            .map(|row| {
+                let mut plain = BytesMut::new();
+                encoder.write_row(row, &mut plain).unwrap();
+                let mut hashed = BytesMut::new();
+                encoder.write_row_hashed(row, &mut hashed).unwrap();
+                // One more field: count + 1, the same fields, then length 8 and the hash.
+                let fields = i16::from_be_bytes([plain[0], plain[1]]);
+                assert_eq!(i16::from_be_bytes([hashed[0], hashed[1]]), fields + 1);
+                assert_eq!(&hashed[2..plain.len()], &plain[2..]);
+                assert_eq!(&hashed[plain.len()..plain.len() + 4], &8i32.to_be_bytes());
+                assert_eq!(hashed.len(), plain.len() + 12);
+                i64::from_be_bytes(hashed[hashed.len() - 8..].try_into().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn row_hashes_follow_the_values() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let batch = |ids: Vec<i32>, names: Vec<Option<&str>>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int32Array::from(ids)),
+                    Arc::new(StringArray::from(names)),
+                ],
+            )
+            .unwrap()
+        };
+        let a = row_hashes(&batch(
+            vec![1, 2, 3, 4, 1],
+            vec![Some("a"), Some(""), None, Some("a\tb"), Some("a")],
+        ));
+        // Equal rows hash equal (also in another batch); "" and NULL, and a changed value, differ.
+        assert_eq!(a[0], a[4]);
+        assert_eq!(row_hashes(&batch(vec![1], vec![Some("a")])), vec![a[0]]);
+        let distinct: std::collections::HashSet<i64> = a[..4].iter().copied().collect();
+        assert_eq!(distinct.len(), 4, "{a:?}");
+        let b = row_hashes(&batch(vec![2, 3], vec![None, Some("")]));
+        assert_ne!(b[0], a[1], "NULL is not the empty string");
+        assert_ne!(b[1], a[2], "the empty string is not NULL");
+    }
+
     fn numeric(v: u64) -> Vec<u8> {
         let mut b = BytesMut::new();
         put_numeric_u64(&mut b, v);

@@ -13,7 +13,7 @@ use psystem_core::{LoadMode, TableRef};
 use psystem_postgres::copy_binary::CopyOptions;
 use psystem_postgres::release_load::{
     file_checks, last_completed_dataset, open_dataset_load, record_file_check, BatchIter, BoxError,
-    DatasetLoad, DatasetLoadSpec, FileCheck, FileStatus, UnitSpec, UnitState,
+    DatasetLoad, DatasetLoadSpec, FileCheck, FileStatus, UnitSpec, UnitState, ROW_HASH_COLUMN,
 };
 use psystem_postgres::{Destination, DestinationError};
 use psystem_testkit::db::TestDb;
@@ -417,6 +417,136 @@ async fn duplicate_keys_fail_with_examples_and_change_nothing() {
         "{err}"
     );
     assert_eq!(rows(&pool, "d").await[0].1.as_deref(), Some("a"));
+    // Identical copies of an unchanged row (nothing to write for them) and copies of a new key: both refused.
+    for (label, data) in [
+        (
+            "an unchanged row twice",
+            vec![(1, "a", 1.0), (2, "b", 2.0), (1, "a", 1.0)],
+        ),
+        (
+            "a new key twice",
+            vec![(1, "a", 1.0), (2, "b", 2.0), (9, "n", 9.0), (9, "n", 9.0)],
+        ),
+    ] {
+        let mut m = spec("d3", "d", LoadMode::Merge, &["id"], &["p0"]);
+        m.units = vec![UnitSpec::new("p0", 1)];
+        let err = load(&dest, m, vec![("p0", data)]).await.unwrap_err();
+        match &err {
+            DestinationError::DuplicateKeys { count, .. } => assert_eq!(*count, 1, "{label}"),
+            e => panic!("{label}: {e}"),
+        }
+        assert_eq!(
+            rows(&pool, "d").await,
+            vec![
+                (1, Some("a".into()), Some(1.0)),
+                (2, Some("b".into()), Some(2.0))
+            ],
+            "{label}: nothing changed"
+        );
+        assert!(staging_tables(&pool).await.is_empty(), "{label}");
+    }
+}
+
+#[tokio::test]
+async fn merges_compare_row_hashes_and_stage_unlogged() {
+    let (_db, dest) = setup().await;
+    let pool = dest.pool().clone();
+    let s = spec("h", "h", LoadMode::Merge, &["id"], &["p0"]);
+    let data = vec![(1, "a", 1.0), (2, "b", 2.0), (3, "", 3.0)];
+    // A first load stages into a logged table (it becomes the table).
+    let first = open_dataset_load(&dest, s.clone(), false).await.unwrap();
+    let persistence: String = scalar(
+        &pool,
+        &format!(
+            "SELECT relpersistence::text FROM pg_class WHERE relname = '{}'",
+            first.staging().name
+        ),
+    )
+    .await;
+    assert_eq!(persistence, "p");
+    let batch_of = |rows: Vec<(i64, &'static str, f64)>| move |_: &str| vec![batch(&rows)];
+    copy_all(&dest, &first, &batch_of(data.clone())).await;
+    first.finish(&dest).await.unwrap();
+    let hashes: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, psystem_row_hash FROM public.h ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(hashes.iter().all(|(_, h)| h.is_some()), "{hashes:?}");
+    let distinct: std::collections::HashSet<_> = hashes.iter().map(|(_, h)| *h).collect();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "different rows, different hashes: {hashes:?}"
+    );
+
+    // A merge into the existing table stages into an unlogged table; the same rows change nothing.
+    let again = open_dataset_load(&dest, s.clone(), false).await.unwrap();
+    let persistence: String = scalar(
+        &pool,
+        &format!(
+            "SELECT relpersistence::text FROM pg_class WHERE relname = '{}'",
+            again.staging().name
+        ),
+    )
+    .await;
+    assert_eq!(persistence, "u");
+    copy_all(&dest, &again, &batch_of(data.clone())).await;
+    let r = again.finish(&dest).await.unwrap();
+    assert_eq!((r.inserted, r.updated, r.deleted), (0, 0, 0));
+    let after: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, psystem_row_hash FROM public.h ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(after, hashes, "the same rows hash the same in another load");
+
+    // A table without the hash column (loaded before psystem kept hashes): every row counts as changed once.
+    exec(&pool, "ALTER TABLE public.h DROP COLUMN psystem_row_hash").await;
+    let r = load(&dest, s.clone(), vec![("p0", data.clone())])
+        .await
+        .unwrap();
+    assert_eq!((r.inserted, r.updated, r.deleted), (0, 3, 0));
+    let refilled: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, psystem_row_hash FROM public.h ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(refilled, hashes);
+    let r = load(&dest, s.clone(), vec![("p0", data.clone())])
+        .await
+        .unwrap();
+    assert_eq!((r.inserted, r.updated, r.deleted), (0, 0, 0));
+
+    // A row edited by hand with its hash cleared counts as changed and is restored; "" and NULL differ.
+    exec(
+        &pool,
+        "UPDATE public.h SET name = 'edited', psystem_row_hash = NULL WHERE id = 1",
+    )
+    .await;
+    let r = load(
+        &dest,
+        s.clone(),
+        vec![("p0", vec![(1, "a", 1.0), (2, "b", 2.0), (3, "", 3.0)])],
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.inserted, r.updated, r.deleted), (0, 1, 0));
+    assert_eq!(rows(&pool, "h").await[0], (1, Some("a".into()), Some(1.0)));
+
+    // The table is dropped while a merge is staged: the unlogged staging table becomes a logged table.
+    let orphan = open_dataset_load(&dest, s.clone(), false).await.unwrap();
+    copy_all(&dest, &orphan, &batch_of(data.clone())).await;
+    exec(&pool, "DROP TABLE public.h").await;
+    let r = orphan.finish(&dest).await.unwrap();
+    assert!(r.created);
+    let persistence: String = scalar(
+        &pool,
+        "SELECT relpersistence::text FROM pg_class WHERE oid = 'public.h'::regclass",
+    )
+    .await;
+    assert_eq!(persistence, "p", "a table psystem creates is logged");
+    assert_eq!(rows(&pool, "h").await.len(), 3);
 }
 
 #[tokio::test]
@@ -960,6 +1090,18 @@ async fn invalid_specs_are_refused() {
     .await
     .unwrap_err();
     assert!(matches!(err, DestinationError::InvalidSpec { .. }), "{err}");
+    // A release column with the name of psystem's row hash column.
+    let mut reserved = spec("i", "i", LoadMode::Replace, &["id"], &["p"]);
+    reserved.schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new(ROW_HASH_COLUMN, DataType::Int64, true),
+    ]));
+    let err = open_dataset_load(&dest, reserved, false).await.unwrap_err();
+    assert!(
+        matches!(err, DestinationError::InvalidSpec { .. })
+            && err.to_string().contains(ROW_HASH_COLUMN),
+        "{err}"
+    );
     // A batch with other columns is refused and leaves nothing.
     let load = open_dataset_load(
         &dest,
