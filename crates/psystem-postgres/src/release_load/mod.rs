@@ -1267,7 +1267,8 @@ impl DatasetLoad {
     /// rows that differ into a temporary change set — release rows that are new or changed, with the address of
     /// the row they replace, and table rows the release lacks. Then the absent rows are deleted, the changed ones
     /// updated and the new ones inserted, each fetching its rows by address. Unchanged rows are not touched. The
-    /// table is locked against other writers (`SHARE ROW EXCLUSIVE`; readers go on) so the addresses stay valid.
+    /// table is locked against other writers (`SHARE ROW EXCLUSIVE`; readers go on) so the addresses stay valid;
+    /// an address is (`tableoid`, `ctid`), which stays unique should the table be partitioned.
     /// `select` are the expressions of the release columns over `s`, `columns`/`select_list` the same with the
     /// hash column.
     ///
@@ -1305,7 +1306,8 @@ impl DatasetLoad {
             conn,
             &format!(
                 "CREATE TEMP TABLE {delta} ON COMMIT DROP AS \
-                 SELECT s.ctid AS staged, t.ctid AS current FROM {staging_sql} s FULL JOIN {target_sql} t ON {on} \
+                 SELECT s.ctid AS staged, t.tableoid AS current_table, t.ctid AS current \
+                 FROM {staging_sql} s FULL JOIN {target_sql} t ON {on} \
                  WHERE s.{hash} IS DISTINCT FROM t.{hash}"
             ),
             &ctx("compare the release with the table"),
@@ -1322,12 +1324,15 @@ impl DatasetLoad {
         let deleted = conn
             .execute(
                 format!(
-                    "DELETE FROM {target_sql} t USING {delta} d WHERE d.staged IS NULL AND t.ctid = d.current"
+                    "DELETE FROM {target_sql} t USING {delta} d WHERE d.staged IS NULL \
+                     AND t.tableoid = d.current_table AND t.ctid = d.current"
                 )
                 .as_str(),
             )
             .await
-            .map_err(DestinationError::db(ctx("delete the rows absent from the release")))?;
+            .map_err(DestinationError::db(ctx(
+                "delete the rows absent from the release",
+            )))?;
         report.deleted = deleted.rows_affected();
         let mut sets: Vec<String> = spec
             .schema
@@ -1342,7 +1347,7 @@ impl DatasetLoad {
             .execute(
                 format!(
                     "UPDATE {target_sql} t SET {} FROM {delta} d JOIN {staging_sql} s ON s.ctid = d.staged \
-                     WHERE d.current IS NOT NULL AND t.ctid = d.current",
+                     WHERE d.current IS NOT NULL AND t.tableoid = d.current_table AND t.ctid = d.current",
                     sets.join(", ")
                 )
                 .as_str(),
