@@ -447,6 +447,23 @@ async fn duplicate_keys_fail_with_examples_and_change_nothing() {
     }
 }
 
+/// `relpersistence` of the table named `name`: `p` logged, `u` unlogged.
+async fn persistence_of(pool: &PgPool, name: &str) -> String {
+    sqlx::query_scalar("SELECT relpersistence::text FROM pg_class WHERE relname = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// (id, psystem_row_hash) of `public.h`, by id.
+async fn row_hashes(pool: &PgPool) -> Vec<(i64, Option<i64>)> {
+    sqlx::query_as("SELECT id, psystem_row_hash FROM public.h ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn merges_compare_row_hashes_and_stage_unlogged() {
     let (_db, dest) = setup().await;
@@ -455,23 +472,12 @@ async fn merges_compare_row_hashes_and_stage_unlogged() {
     let data = vec![(1, "a", 1.0), (2, "b", 2.0), (3, "", 3.0)];
     // A first load stages into a logged table (it becomes the table).
     let first = open_dataset_load(&dest, s.clone(), false).await.unwrap();
-    let persistence: String = scalar(
-        &pool,
-        &format!(
-            "SELECT relpersistence::text FROM pg_class WHERE relname = '{}'",
-            first.staging().name
-        ),
-    )
-    .await;
+    let persistence = persistence_of(&pool, &first.staging().name).await;
     assert_eq!(persistence, "p");
     let batch_of = |rows: Vec<(i64, &'static str, f64)>| move |_: &str| vec![batch(&rows)];
     copy_all(&dest, &first, &batch_of(data.clone())).await;
     first.finish(&dest).await.unwrap();
-    let hashes: Vec<(i64, Option<i64>)> =
-        sqlx::query_as("SELECT id, psystem_row_hash FROM public.h ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let hashes = row_hashes(&pool).await;
     assert!(hashes.iter().all(|(_, h)| h.is_some()), "{hashes:?}");
     let distinct: std::collections::HashSet<_> = hashes.iter().map(|(_, h)| *h).collect();
     assert_eq!(
@@ -482,23 +488,12 @@ async fn merges_compare_row_hashes_and_stage_unlogged() {
 
     // A merge into the existing table stages into an unlogged table; the same rows change nothing.
     let again = open_dataset_load(&dest, s.clone(), false).await.unwrap();
-    let persistence: String = scalar(
-        &pool,
-        &format!(
-            "SELECT relpersistence::text FROM pg_class WHERE relname = '{}'",
-            again.staging().name
-        ),
-    )
-    .await;
+    let persistence = persistence_of(&pool, &again.staging().name).await;
     assert_eq!(persistence, "u");
     copy_all(&dest, &again, &batch_of(data.clone())).await;
     let r = again.finish(&dest).await.unwrap();
     assert_eq!((r.inserted, r.updated, r.deleted), (0, 0, 0));
-    let after: Vec<(i64, Option<i64>)> =
-        sqlx::query_as("SELECT id, psystem_row_hash FROM public.h ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let after = row_hashes(&pool).await;
     assert_eq!(after, hashes, "the same rows hash the same in another load");
 
     // A table without the hash column (loaded before psystem kept hashes): every row counts as changed once.
@@ -507,11 +502,7 @@ async fn merges_compare_row_hashes_and_stage_unlogged() {
         .await
         .unwrap();
     assert_eq!((r.inserted, r.updated, r.deleted), (0, 3, 0));
-    let refilled: Vec<(i64, Option<i64>)> =
-        sqlx::query_as("SELECT id, psystem_row_hash FROM public.h ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let refilled = row_hashes(&pool).await;
     assert_eq!(refilled, hashes);
     let r = load(&dest, s.clone(), vec![("p0", data.clone())])
         .await
@@ -540,12 +531,11 @@ async fn merges_compare_row_hashes_and_stage_unlogged() {
     exec(&pool, "DROP TABLE public.h").await;
     let r = orphan.finish(&dest).await.unwrap();
     assert!(r.created);
-    let persistence: String = scalar(
-        &pool,
-        "SELECT relpersistence::text FROM pg_class WHERE oid = 'public.h'::regclass",
-    )
-    .await;
-    assert_eq!(persistence, "p", "a table psystem creates is logged");
+    assert_eq!(
+        persistence_of(&pool, "h").await,
+        "p",
+        "a table psystem creates is logged"
+    );
     assert_eq!(rows(&pool, "h").await.len(), 3);
 }
 
