@@ -16,7 +16,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use psystem_testkit::db::TestDb;
 use psystem_testkit::mirror::MirrorServer;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use support::releases::{write_integrity, write_plugin, Entry};
 use support::{text, Env};
 
@@ -119,27 +119,7 @@ async fn worker_processes_copy_the_files_of_an_open_targets_load_and_survive_kil
     let homes: Vec<Env> = (0..2).map(|_| Env::new()).collect();
     let mut workers: Vec<Child> = homes.iter().map(|h| h.spawn_worker(db.url())).collect();
     let victim = workers[0].id();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let row = sqlx::query(
-            "SELECT count(*) FILTER (WHERE state = 'done') AS done, \
-             count(*) FILTER (WHERE state = 'running' AND worker LIKE $1) AS held FROM psystem.work_units",
-        )
-        .bind(format!("%:{victim}/%"))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        let (done, held): (i64, i64) = (row.get("done"), row.get("held"));
-        if done >= 2 && held > 0 {
-            break;
-        }
-        assert!(
-            done < FILES as i64,
-            "every file was copied before the victim could be killed"
-        );
-        assert!(Instant::now() < deadline, "the workers made no progress");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    support::wait_until_holding_a_unit(&pool, victim, 2, FILES as i64).await;
     workers[0].kill().unwrap(); // SIGKILL while it holds a file
     workers[0].wait().unwrap();
     assert!(support::wait_for(

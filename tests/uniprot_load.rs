@@ -16,7 +16,7 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use psystem_testkit::db::TestDb;
 use psystem_testkit::uniprot::{FlatEntry, MirrorRelease, UniprotMirror};
@@ -637,27 +637,7 @@ async fn three_workers_share_a_load_and_a_killed_one_loses_nothing() {
     let mut workers: Vec<Child> = homes.iter().map(|h| h.spawn_worker(db.url())).collect();
     let victim_pid = workers[0].id();
     // Kill worker 0 while it holds a unit, after some units are done.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let row = sqlx::query(
-            "SELECT count(*) FILTER (WHERE state = 'done') AS done, \
-             count(*) FILTER (WHERE state = 'running' AND worker LIKE $1) AS held FROM psystem.work_units",
-        )
-        .bind(format!("%:{victim_pid}/%"))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        let (done, held): (i64, i64) = (row.get("done"), row.get("held"));
-        if done >= units / 4 && held > 0 {
-            break;
-        }
-        assert!(
-            done < units,
-            "the load ended before the victim could be killed"
-        );
-        assert!(Instant::now() < deadline, "the workers made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait_until_holding_a_unit(&pool, victim_pid, units / 4, units).await;
     workers[0].kill().unwrap(); // SIGKILL
     workers[0].wait().unwrap();
     for w in workers.iter_mut().skip(1) {

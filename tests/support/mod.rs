@@ -261,3 +261,34 @@ pub fn wait_for(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Polls `psystem.work_units` until at least `min_done` units are done and the worker process `pid` holds one
+/// (state `running`, worker name `<host>:<pid>/<n>`): the moment to SIGKILL it mid-unit. Fails the test when all
+/// `units` finish first or nothing moves for 120 s.
+#[allow(dead_code)]
+pub async fn wait_until_holding_a_unit(pool: &sqlx::PgPool, pid: u32, min_done: i64, units: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let row = sqlx::query(
+            "SELECT count(*) FILTER (WHERE state = 'done') AS done, \
+             count(*) FILTER (WHERE state = 'running' AND worker LIKE $1) AS held FROM psystem.work_units",
+        )
+        .bind(format!("%:{pid}/%"))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let (done, held): (i64, i64) = (row.get("done"), row.get("held"));
+        if done >= min_done && held > 0 {
+            return;
+        }
+        assert!(
+            done < units,
+            "every unit was done before the victim could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workers made no progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

@@ -1249,14 +1249,8 @@ async fn lock_running_load(
             "locking load #{load_id} in the ledger"
         )))?
         .ok_or(DestinationError::LoadNotFound { load_id })?;
-    let state: Option<String> = row.get("state");
+    crate::work_units::require_running(load_id, row.get("state"))?;
     let pages: i64 = row.get("pages");
-    if state.as_deref() != Some("running") {
-        return Err(DestinationError::LoadNotActive {
-            load_id,
-            state: state.unwrap_or_default(),
-        });
-    }
     if pages.max(0) as u64 != load.counters.pages {
         return Err(DestinationError::StaleHandle {
             load_id,

@@ -359,12 +359,7 @@ pub(crate) async fn lock_for_finish(
             .await
             .map_err(DestinationError::db(ctx("lock the load")))?
             .ok_or(DestinationError::LoadNotFound { load_id })?;
-    if state.as_deref() != Some("running") {
-        return Err(DestinationError::LoadNotActive {
-            load_id,
-            state: state.unwrap_or_default(),
-        });
-    }
+    require_running(load_id, state)?;
     let counts = unit_counts(&mut *conn, load_id).await?;
     if counts.pending + counts.running + counts.failed > 0 {
         let examples: Vec<String> = sqlx::query_scalar(
@@ -531,6 +526,11 @@ pub(crate) async fn check_running(
             "reading the state of load #{load_id}"
         )))?
         .ok_or(DestinationError::LoadNotFound { load_id })?;
+    require_running(load_id, state)
+}
+
+/// Fails with [`DestinationError::LoadNotActive`] unless `state` (of load `load_id`) is `running`.
+pub(crate) fn require_running(load_id: i64, state: Option<String>) -> Result<(), DestinationError> {
     if state.as_deref() == Some("running") {
         Ok(())
     } else {

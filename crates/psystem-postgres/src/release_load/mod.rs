@@ -466,13 +466,7 @@ pub async fn attach_dataset_load(
     .await
     .map_err(DestinationError::db(format!("reading load #{load_id}")))?
     .ok_or(DestinationError::LoadNotFound { load_id })?;
-    let state: Option<String> = row.get("state");
-    if state.as_deref() != Some("running") {
-        return Err(DestinationError::LoadNotActive {
-            load_id,
-            state: state.unwrap_or_default(),
-        });
-    }
+    crate::work_units::require_running(load_id, row.get("state"))?;
     let job_key: String = row.get("job_key");
     let invalid = |message: &str| DestinationError::InvalidSpec {
         job_key: job_key.clone(),
