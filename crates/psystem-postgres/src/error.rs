@@ -127,6 +127,16 @@ pub enum DestinationError {
         columns: Vec<String>,
     },
 
+    /// A release `merge` applies its changes with one `MERGE` statement, which PostgreSQL has from version 15
+    /// (every version still supported upstream).
+    #[error("merging a release into {table} needs PostgreSQL 15 or later (the MERGE command); the server is {version}: upgrade it or load with mode `replace`")]
+    MergeNeedsPostgres15 {
+        /// The table, `schema.name`.
+        table: String,
+        /// The server's version (`SHOW server_version`).
+        version: String,
+    },
+
     /// A record batch does not have the schema the load was opened with.
     #[error("a page for table {table} does not match the load's schema: {detail}")]
     BatchSchemaMismatch {

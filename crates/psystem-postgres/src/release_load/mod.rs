@@ -12,8 +12,9 @@
 //! - [`LoadMode::Replace`]: the new table replaces the old one atomically and keeps the user's objects (indexes,
 //!   constraints, comments, grants, owner, defaults, NOT NULL, row-level security, triggers, foreign keys of
 //!   other tables); views depending on the old table make it fail with [`DestinationError::DependentViews`].
-//! - [`LoadMode::Merge`]: schema evolution, then `INSERT … ON CONFLICT (key) DO UPDATE … WHERE … IS DISTINCT
-//!   FROM …` (unchanged rows are not rewritten), then the rows whose key is not in the release are deleted.
+//! - [`LoadMode::Merge`] (PostgreSQL ≥ 15): schema evolution, then one join of the release with the table on the
+//!   key comparing row hashes ([`ROW_HASH_COLUMN`]) finds the rows that differ, and one `MERGE` deletes, updates
+//!   and inserts exactly those, by row address; unchanged rows are not touched.
 //! - [`LoadMode::Append`]: schema evolution, then the rows are inserted; nothing is deleted.
 //!
 //! Staging is dropped on success and on every failure of [`DatasetLoad::finish`] and [`DatasetLoad::abort`];
@@ -221,7 +222,8 @@ pub struct DatasetLoad {
 ///
 /// # Errors
 /// [`DestinationError::InvalidSpec`], [`DestinationError::InvalidIdentifier`],
-/// [`DestinationError::UnsupportedType`], [`DestinationError::ResumeMismatch`], [`DestinationError::Database`].
+/// [`DestinationError::UnsupportedType`], [`DestinationError::ResumeMismatch`],
+/// [`DestinationError::MergeNeedsPostgres15`] (a merge on a server older than 15), [`DestinationError::Database`].
 pub async fn open_dataset_load(
     dest: &Destination,
     spec: DatasetLoadSpec,
@@ -235,6 +237,20 @@ pub async fn open_dataset_load(
         .begin()
         .await
         .map_err(DestinationError::db(ctx("begin")))?;
+    if spec.mode == LoadMode::Merge {
+        let (version_num, version): (i32, String) = sqlx::query_as(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(DestinationError::db(ctx("read the server version")))?;
+        if version_num < 150_000 {
+            return Err(DestinationError::MergeNeedsPostgres15 {
+                table: spec.table.to_string(),
+                version,
+            });
+        }
+    }
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(OPEN_LOCK_CLASS)
         .bind(&spec.job_key)
@@ -1244,7 +1260,7 @@ impl DatasetLoad {
                 .map_err(DestinationError::db(ctx("insert the rows")))?;
             report.inserted = done.rows_affected();
         } else {
-            self.merge_rows(conn, &select, &columns, &select_list, report)
+            self.merge_rows(conn, &select, &columns, report)
                 .await?;
         }
         exec(
@@ -1259,22 +1275,23 @@ impl DatasetLoad {
     /// The rows of a merge (SQL in `docs/LOAD_MODES.md`, "Merge"): one FULL JOIN of the staging table with the
     /// table on the primary key, comparing only [`ROW_HASH_COLUMN`], collects the row addresses (`ctid`) of the
     /// rows that differ into a temporary change set — release rows that are new or changed, with the address of
-    /// the row they replace, and table rows the release lacks. Then the absent rows are deleted, the changed ones
-    /// updated and the new ones inserted, each fetching its rows by address. Unchanged rows are not touched. The
+    /// the row they replace, and table rows the release lacks. One `MERGE` then walks the change set in address
+    /// order and deletes, updates or inserts each row, fetching it by address (TID scans); a page of the table is
+    /// changed in one visit, so it is written to the WAL in full at most once. Unchanged rows are not touched. The
     /// table is locked against other writers (`SHARE ROW EXCLUSIVE`; readers go on) so the addresses stay valid;
     /// an address is (`tableoid`, `ctid`), which stays unique should the table be partitioned.
-    /// `select` are the expressions of the release columns over `s`, `columns`/`select_list` the same with the
+    /// `select` are the expressions of the release columns over `s`, `columns` the target's column list with the
     /// hash column.
     ///
-    /// A key that repeats in the release fails the insert (a new key) or leaves the table with fewer rows than
-    /// the release (an existing key), which the row count afterwards catches; both end in
-    /// [`DestinationError::DuplicateKeys`] via [`DatasetLoad::check_keys`].
+    /// A key that repeats in the release fails the insert (a new key), makes `MERGE` refuse to change a row twice
+    /// (an existing key with differing rows), or leaves the table with fewer rows than the release (identical
+    /// copies), which the row count afterwards catches; all end in [`DestinationError::DuplicateKeys`] via
+    /// [`DatasetLoad::check_keys`].
     async fn merge_rows(
         &self,
         conn: &mut PgConnection,
         select: &[String],
         columns: &str,
-        select_list: &str,
         report: &mut FinishReport,
     ) -> Result<(), DestinationError> {
         let spec = &self.spec;
@@ -1307,68 +1324,89 @@ impl DatasetLoad {
             &ctx("compare the release with the table"),
         )
         .await?;
-        // Each statement below fetches its rows by address from the change set (a few % of the table):
-        // without statistics on the change set the planner would hash-join it with whole-table scans.
+        let (deleted, updated, inserted): (i64, i64, i64) = sqlx::query_as(&format!(
+            "SELECT count(*) FILTER (WHERE staged IS NULL), \
+             count(*) FILTER (WHERE staged IS NOT NULL AND current IS NOT NULL), \
+             count(*) FILTER (WHERE current IS NULL) FROM {delta}"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(DestinationError::db(ctx("count the changes")))?;
+        // The MERGE fetches its rows by address from the change set (a few % of the table): without statistics
+        // on the change set the planner would hash-join it with whole-table scans. JIT compiling the statement
+        // (its cost estimate is high) would take longer than running it; JIT stays off for the rest of the
+        // transaction (a row count and the ledger).
         exec(
             conn,
-            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off",
             &ctx("plan lookups by row address"),
         )
         .await?;
-        let deleted = conn
-            .execute(
-                format!(
-                    "DELETE FROM {target_sql} t USING {delta} d WHERE d.staged IS NULL \
-                     AND t.tableoid = d.current_table AND t.ctid = d.current"
-                )
-                .as_str(),
-            )
-            .await
-            .map_err(DestinationError::db(ctx(
-                "delete the rows absent from the release",
-            )))?;
-        report.deleted = deleted.rows_affected();
+        // The source's columns get names of their own (v1, v2, …), so no release column name can clash with
+        // the change set's.
+        let mut values: Vec<String> = select.to_vec();
+        values.push(format!("s.{hash}"));
+        let source_list = values
+            .iter()
+            .enumerate()
+            .map(|(i, expr)| format!("{expr} AS v{}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut sets: Vec<String> = spec
             .schema
             .fields()
             .iter()
-            .zip(select.iter())
-            .filter(|(f, _)| !spec.primary_key.contains(f.name()))
-            .map(|(f, expr)| format!("{} = {expr}", quote_ident(f.name())))
+            .enumerate()
+            .filter(|(_, f)| !spec.primary_key.contains(f.name()))
+            .map(|(i, f)| format!("{} = c.v{}", quote_ident(f.name()), i + 1))
             .collect();
-        sets.push(format!("{hash} = s.{hash}"));
-        let updated = conn
+        sets.push(format!("{hash} = c.v{}", values.len()));
+        let insert_values = (1..=values.len())
+            .map(|i| format!("c.v{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let merged = conn
             .execute(
                 format!(
-                    "UPDATE {target_sql} t SET {} FROM {delta} d JOIN {staging_sql} s ON s.ctid = d.staged \
-                     WHERE d.current IS NOT NULL AND t.tableoid = d.current_table AND t.ctid = d.current",
+                    "MERGE INTO {target_sql} t USING (\
+                       SELECT d.current_table AS psystem_current_table, d.current AS psystem_current, \
+                              d.staged IS NULL AS psystem_absent, {source_list} \
+                       FROM (SELECT * FROM {delta} ORDER BY current_table, current OFFSET 0) d \
+                       LEFT JOIN {staging_sql} s ON s.ctid = d.staged) c \
+                     ON t.tableoid = c.psystem_current_table AND t.ctid = c.psystem_current \
+                     WHEN MATCHED AND c.psystem_absent THEN DELETE \
+                     WHEN MATCHED THEN UPDATE SET {} \
+                     WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({insert_values})",
                     sets.join(", ")
                 )
                 .as_str(),
             )
             .await
-            .map_err(DestinationError::db(ctx("update the changed rows")))?;
-        report.updated = updated.rows_affected();
-        let inserted = conn
-            .execute(
-                format!(
-                    "INSERT INTO {target_sql} ({columns}) SELECT {select_list} \
-                     FROM {delta} d JOIN {staging_sql} s ON s.ctid = d.staged WHERE d.current IS NULL"
-                )
-                .as_str(),
-            )
-            .await
-            .map_err(DestinationError::db(ctx("insert the new rows")))?;
-        report.inserted = inserted.rows_affected();
+            .map_err(DestinationError::db(ctx(
+                "delete, update and insert the changed rows",
+            )))?;
         exec(
             conn,
             "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on",
             &ctx("restore the planner settings"),
         )
         .await?;
+        let changes = (deleted + updated + inserted) as u64;
+        if merged.rows_affected() != changes {
+            return Err(DestinationError::Database {
+                context: ctx("apply the change set"),
+                source: sqlx::Error::Protocol(format!(
+                    "MERGE changed {} rows where the change set has {changes}",
+                    merged.rows_affected()
+                )),
+            });
+        }
+        report.deleted = deleted as u64;
+        report.updated = updated as u64;
+        report.inserted = inserted as u64;
         // The table now holds one row per distinct key of the release: fewer rows than the release has means
-        // that a key repeats (an UPDATE … FROM applies one of its rows silently), or that the server lost the
-        // unlogged staging table's rows in a crash.
+        // that a key repeats with identical rows (both match the table's row and change nothing), or that the
+        // server lost the unlogged staging table's rows in a crash.
         let now: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {target_sql}"))
             .fetch_one(&mut *conn)
             .await
