@@ -218,6 +218,11 @@ async fn first_load_then_replace_keeps_the_users_objects() {
     assert!(!r.created);
     assert_eq!(r.inserted, 3);
     assert_eq!(
+        storage_options(&pool, "target").await,
+        (None, None),
+        "the replaced table has the server's autovacuum settings"
+    );
+    assert_eq!(
         rows(&pool, "target").await,
         vec![
             (2, Some("B".into()), Some(20.0)),
@@ -447,6 +452,18 @@ async fn duplicate_keys_fail_with_examples_and_change_nothing() {
     }
 }
 
+/// `reloptions` of the table named `name` and of its TOAST table.
+async fn storage_options(pool: &PgPool, name: &str) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    sqlx::query_as(
+        "SELECT c.reloptions::text[], t.reloptions::text[] FROM pg_class c \
+         LEFT JOIN pg_class t ON t.oid = c.reltoastrelid WHERE c.relname = $1",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// `relpersistence` of the table named `name`: `p` logged, `u` unlogged.
 async fn persistence_of(pool: &PgPool, name: &str) -> String {
     sqlx::query_scalar("SELECT relpersistence::text FROM pg_class WHERE relname = $1")
@@ -474,9 +491,16 @@ async fn merges_compare_row_hashes_and_stage_unlogged() {
     let first = open_dataset_load(&dest, s.clone(), false).await.unwrap();
     let persistence = persistence_of(&pool, &first.staging().name).await;
     assert_eq!(persistence, "p");
+    // Staging tables are not autovacuumed; the table they become is.
+    let off = Some(vec!["autovacuum_enabled=false".to_string()]);
+    assert_eq!(
+        storage_options(&pool, &first.staging().name).await,
+        (off.clone(), off.clone())
+    );
     let batch_of = |rows: Vec<(i64, &'static str, f64)>| move |_: &str| vec![batch(&rows)];
     copy_all(&dest, &first, &batch_of(data.clone())).await;
     first.finish(&dest).await.unwrap();
+    assert_eq!(storage_options(&pool, "h").await, (None, None));
     let hashes = row_hashes(&pool).await;
     assert!(hashes.iter().all(|(_, h)| h.is_some()), "{hashes:?}");
     let distinct: std::collections::HashSet<_> = hashes.iter().map(|(_, h)| *h).collect();
@@ -490,6 +514,10 @@ async fn merges_compare_row_hashes_and_stage_unlogged() {
     let again = open_dataset_load(&dest, s.clone(), false).await.unwrap();
     let persistence = persistence_of(&pool, &again.staging().name).await;
     assert_eq!(persistence, "u");
+    assert_eq!(
+        storage_options(&pool, &again.staging().name).await,
+        (off.clone(), off.clone())
+    );
     copy_all(&dest, &again, &batch_of(data.clone())).await;
     let r = again.finish(&dest).await.unwrap();
     assert_eq!((r.inserted, r.updated, r.deleted), (0, 0, 0));
@@ -536,6 +564,7 @@ async fn merges_compare_row_hashes_and_stage_unlogged() {
         "p",
         "a table psystem creates is logged"
     );
+    assert_eq!(storage_options(&pool, "h").await, (None, None));
     assert_eq!(rows(&pool, "h").await.len(), 3);
 }
 

@@ -961,6 +961,7 @@ impl DatasetLoad {
                     )
                     .await?;
                 }
+                reset_staging_options(tx, &staging_sql, &ctx("enable autovacuum")).await?;
                 exec(
                     tx,
                     &format!(
@@ -1131,6 +1132,7 @@ impl DatasetLoad {
             &ctx("drop the old table"),
         )
         .await?;
+        reset_staging_options(conn, &staging_sql, &ctx("enable autovacuum")).await?;
         exec(
             conn,
             &format!(
@@ -1260,8 +1262,7 @@ impl DatasetLoad {
                 .map_err(DestinationError::db(ctx("insert the rows")))?;
             report.inserted = done.rows_affected();
         } else {
-            self.merge_rows(conn, &select, &columns, report)
-                .await?;
+            self.merge_rows(conn, &select, &columns, report).await?;
         }
         exec(
             conn,
@@ -1545,12 +1546,32 @@ async fn create_staging(
     let mut defs = column_defs(&spec.schema)?;
     defs.push(format!("{} bigint", quote_ident(ROW_HASH_COLUMN)));
     let sql = format!(
-        "CREATE {}TABLE {} ({})",
+        "CREATE {}TABLE {} ({}) WITH ({STAGING_OPTIONS})",
         if unlogged { "UNLOGGED " } else { "" },
         quote_table(staging),
-        defs.join(", ")
+        defs.join(", "),
     );
     exec(conn, &sql, &format!("creating the staging table {staging}")).await
+}
+
+/// Storage parameters of a staging table: no autovacuum. Without them autovacuum vacuums the staging table while
+/// units are still being copied into it (its inserts pass the insert threshold), taking CPU and I/O from the
+/// load, and the finish's first DDL on it waits `deadlock_timeout` (1 s by default) to cancel that vacuum.
+const STAGING_OPTIONS: &str = "autovacuum_enabled = false, toast.autovacuum_enabled = false";
+
+/// Gives a staging table that is about to become the table the server's autovacuum settings back (undoes
+/// [`STAGING_OPTIONS`]), so that autovacuum analyzes it after COMMIT.
+async fn reset_staging_options(
+    conn: &mut PgConnection,
+    staging_sql: &str,
+    context: &str,
+) -> Result<(), DestinationError> {
+    exec(
+        conn,
+        &format!("ALTER TABLE {staging_sql} RESET (autovacuum_enabled, toast.autovacuum_enabled)"),
+        context,
+    )
+    .await
 }
 
 /// The COPY column list of a staging table: the release's columns, then [`ROW_HASH_COLUMN`].
