@@ -1406,8 +1406,8 @@ impl DatasetLoad {
         report.updated = updated as u64;
         report.inserted = inserted as u64;
         // The table now holds one row per distinct key of the release: fewer rows than the release has means
-        // that a key repeats with identical rows (both match the table's row and change nothing), or that the
-        // server lost the unlogged staging table's rows in a crash.
+        // that a key repeats with copies equal to the table's row (they change nothing, so MERGE has nothing to
+        // refuse), or that the server lost the unlogged staging table's rows in a crash.
         let now: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {target_sql}"))
             .fetch_one(&mut *conn)
             .await
