@@ -142,10 +142,17 @@ KEYED_RPS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["keyed_ro
 # ---- psystem ---------------------------------------------------------------------------------------------
 export PSYSTEM_HOME=$BENCH_HOME PSYSTEM_BENCH_DATABASE_URL=$DB_URL PSYSTEM RELEASE_A RELEASE_B
 export -f psystem_first_load psystem_first_load_unkeyed psystem_merge psystem_full_refresh
-timed first_load "$ROWS" psystem_first_load "$WORK/releases" "$DB_URL"
-timed first_load_unkeyed "$ROWS" psystem_first_load_unkeyed "$WORK/releases" "$DB_URL"
-timed merge "$ROWS" psystem_merge "$WORK/releases" "$DB_URL"
-timed full_refresh "$ROWS" psystem_full_refresh "$WORK/releases" "$DB_URL"
+# settle: before each step, untimed, what the server would have done by the time a user runs it — autovacuum of
+# the tables the previous step loaded (VACUUM ANALYZE of the database) and a checkpoint (as before each floor
+# run). Back to back, a step would otherwise wait for the server to cancel the previous step's autovacuum
+# (deadlock_timeout, 1 s) and write its dirty buffers.
+settle() {
+  psql -X -q "$DB_URL" -c "VACUUM (ANALYZE)" -c "CHECKPOINT" >/dev/null
+}
+settle; timed first_load "$ROWS" psystem_first_load "$WORK/releases" "$DB_URL"
+settle; timed first_load_unkeyed "$ROWS" psystem_first_load_unkeyed "$WORK/releases" "$DB_URL"
+settle; timed merge "$ROWS" psystem_merge "$WORK/releases" "$DB_URL"
+settle; timed full_refresh "$ROWS" psystem_full_refresh "$WORK/releases" "$DB_URL"
 
 # ---- table -----------------------------------------------------------------------------------------------
 python3 - "$RESULTS_JSON" "$FLOOR_RPS" "$KEYED_RPS" "$ROWS" "$CHANGE" "$SERVER_VERSION" "$(nproc)" >"$RESULTS_MD" <<'EOF'
