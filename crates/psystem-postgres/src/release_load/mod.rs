@@ -209,6 +209,33 @@ pub struct DatasetLoad {
     started: Instant,
 }
 
+/// Whether the server can run a release `merge` into `table`: it needs `MERGE`, PostgreSQL 15 or later. Callers
+/// check before downloading a release to merge; [`open_dataset_load`] checks again.
+///
+/// # Errors
+/// [`DestinationError::MergeNeedsPostgres15`] naming `table` and the server's version,
+/// [`DestinationError::Database`].
+pub async fn check_merge_supported(
+    conn: &mut PgConnection,
+    table: &TableRef,
+) -> Result<(), DestinationError> {
+    let (version_num, version): (i32, String) = sqlx::query_as(
+        "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(DestinationError::db(format!(
+        "reading the server version before merging into {table}"
+    )))?;
+    if version_num < 150_000 {
+        return Err(DestinationError::MergeNeedsPostgres15 {
+            table: table.to_string(),
+            version,
+        });
+    }
+    Ok(())
+}
+
 /// Opens a dataset load of `spec.job_key`, or resumes its unfinished one.
 ///
 /// Without `restart`, the newest load of the job in a resumable state (`queued`, `running`, `paused`, `failed`)
@@ -238,18 +265,7 @@ pub async fn open_dataset_load(
         .await
         .map_err(DestinationError::db(ctx("begin")))?;
     if spec.mode == LoadMode::Merge {
-        let (version_num, version): (i32, String) = sqlx::query_as(
-            "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(DestinationError::db(ctx("read the server version")))?;
-        if version_num < 150_000 {
-            return Err(DestinationError::MergeNeedsPostgres15 {
-                table: spec.table.to_string(),
-                version,
-            });
-        }
+        check_merge_supported(&mut tx, &spec.table).await?;
     }
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(OPEN_LOCK_CLASS)
