@@ -477,16 +477,7 @@ impl Shared {
 
         // A merge the server cannot run is refused before anything is downloaded.
         if job.mode == LoadMode::Merge && !uniprot {
-            let mut conn = self.dest.pool().acquire().await.map_err(|source| {
-                psystem_postgres::DestinationError::Database {
-                    context: format!(
-                        "connecting to check the server before merging into {}",
-                        job.table
-                    ),
-                    source,
-                }
-            })?;
-            release_load::check_merge_supported(&mut conn, &job.table).await?;
+            release_load::check_merge_supported(self.dest.pool(), &job.table).await?;
         }
         // 1. Download and verify every file (a few at a time); nothing loads unless all match.
         let fetched = self.fetch_dataset(key, dataset).await?;

@@ -209,20 +209,21 @@ pub struct DatasetLoad {
     started: Instant,
 }
 
-/// Whether the server can run a release `merge` into `table`: it needs `MERGE`, PostgreSQL 15 or later. Callers
-/// check before downloading a release to merge; [`open_dataset_load`] checks again.
+/// Whether the server behind `conn` (a pool or a connection) can run a release `merge` into `table`: it needs
+/// `MERGE`, PostgreSQL 15 or later. Callers check before downloading a release to merge; [`open_dataset_load`]
+/// checks again.
 ///
 /// # Errors
 /// [`DestinationError::MergeNeedsPostgres15`] naming `table` and the server's version,
 /// [`DestinationError::Database`].
-pub async fn check_merge_supported(
-    conn: &mut PgConnection,
-    table: &TableRef,
-) -> Result<(), DestinationError> {
+pub async fn check_merge_supported<'c, E>(conn: E, table: &TableRef) -> Result<(), DestinationError>
+where
+    E: Executor<'c, Database = sqlx::Postgres>,
+{
     let (version_num, version): (i32, String) = sqlx::query_as(
         "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
     )
-    .fetch_one(&mut *conn)
+    .fetch_one(conn)
     .await
     .map_err(DestinationError::db(format!(
         "reading the server version before merging into {table}"
@@ -265,7 +266,7 @@ pub async fn open_dataset_load(
         .await
         .map_err(DestinationError::db(ctx("begin")))?;
     if spec.mode == LoadMode::Merge {
-        check_merge_supported(&mut tx, &spec.table).await?;
+        check_merge_supported(&mut *tx, &spec.table).await?;
     }
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(OPEN_LOCK_CLASS)
