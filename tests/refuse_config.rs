@@ -148,7 +148,11 @@ async fn restart_of_an_append_load_keeps_other_rows_and_refuses_when_its_rows_ch
         "{err}"
     );
     assert!(!err.contains("Some("), "{err}");
-    assert_eq!(digest(db.url(), "appended").await, before, "nothing changed");
+    assert_eq!(
+        digest(db.url(), "appended").await,
+        before,
+        "nothing changed"
+    );
 
     // Undo the edit (the row is deleted and written again by the user: still not the load's), so do the fix the
     // message asks for: delete the load's rows, cancel, run again.
@@ -172,7 +176,11 @@ async fn restart_of_an_append_load_keeps_other_rows_and_refuses_when_its_rows_ch
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(count(db.url(), "appended").await, 97 + 95);
     assert_eq!(
-        scalar(db.url(), "SELECT count(*) FROM appended WHERE label = 'mine'").await,
+        scalar(
+            db.url(),
+            "SELECT count(*) FROM appended WHERE label = 'mine'"
+        )
+        .await,
         2
     );
     pool.close().await;
@@ -215,7 +223,10 @@ async fn a_kill_during_a_restart_leaves_the_old_table_or_the_new_one() {
     let (server, _dir) = gho_server(&["WSH_8"]);
     server.set_delay(Duration::from_millis(150));
     let env = Env::new();
-    env.add_plugin("t", &wsh8_plugin(&server.api_url(), "killedrestart", "append"));
+    env.add_plugin(
+        "t",
+        &wsh8_plugin(&server.api_url(), "killedrestart", "append"),
+    );
     let out = env
         .run_and_interrupt(
             &["run", "wsh8test", "--db", db.url(), "--page-size", "10"],
@@ -224,8 +235,8 @@ async fn a_kill_during_a_restart_leaves_the_old_table_or_the_new_one() {
         .await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     server.set_delay(Duration::from_millis(80)); // 17 pages: a load takes 1.4 s or more, longer than any wait
-    // The rows in the table are always those of the one load that is not cancelled: never the abandoned load's
-    // rows next to the new load's.
+                                                 // The rows in the table are always those of the one load that is not cancelled: never the abandoned load's
+                                                 // rows next to the new load's.
     let held = "SELECT COALESCE(sum(rows), 0)::bigint FROM psystem.loads WHERE job_key = 'wsh8test/WSH_8' AND state <> 'cancelled'";
     let mut rng = rand::rng();
     for round in 0..6 {
@@ -296,11 +307,7 @@ async fn a_key_given_twice_in_a_manifest_is_refused_naming_both_lines() {
         );
     }
     let list = env.run(&["plugins", "list"]);
-    assert!(
-        stderr(&list).contains("line 4 column 3"),
-        "{}",
-        text(&list)
-    );
+    assert!(stderr(&list).contains("line 4 column 3"), "{}", text(&list));
 
     // At a deeper level: a field of the destination, and a column of the transform.
     let path = env.add_plugin(
@@ -320,7 +327,10 @@ async fn a_key_given_twice_in_a_manifest_is_refused_naming_both_lines() {
         &format!("name: dup\netl:\n  e:\n    indicator: WSH_8\n    transform:\n{columns}\n"),
     );
     let err = stderr(&env.run(&["plugins", "show", "dup"]));
-    let (first, second) = (columns.find("Id").unwrap() + 1, columns.rfind("Id").unwrap() + 1);
+    let (first, second) = (
+        columns.find("Id").unwrap() + 1,
+        columns.rfind("Id").unwrap() + 1,
+    );
     assert!(
         err.contains("etl.e.transform.columns.Id")
             && err.contains(&format!("line 6 column {first}"))
@@ -345,7 +355,12 @@ async fn a_broken_manifest_is_reported_with_file_line_and_column_by_every_comman
     // The folder's name is not the plugin's: both find it.
     let path = env.add_plugin("myfolder", &good);
     let out = env.run(&["run", "mine", "--db", db.url()]);
-    assert_eq!(out.status.code(), Some(1), "a failed job to resume: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed job to resume: {}",
+        text(&out)
+    );
 
     // (manifest text, line of the error when we know it, words of the message)
     let broken: Vec<(String, Option<usize>, &str)> = vec![
@@ -436,10 +451,17 @@ async fn a_broken_manifest_is_reported_with_file_line_and_column_by_every_comman
     // A name no manifest gives is still "no plugin named".
     let out = env.run(&["run", "nothere", "--db", db.url()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no plugin named `nothere`"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no plugin named `nothere`"),
+        "{}",
+        text(&out)
+    );
 
     // A broken user plugin that would replace a bundled one is reported, not passed over for the bundled one.
-    let over = env.add_plugin("who_gho", "name: who_gho\netl:\n  WSH_8:\n    indicatr: WSH_8\n");
+    let over = env.add_plugin(
+        "who_gho",
+        "name: who_gho\netl:\n  WSH_8:\n    indicatr: WSH_8\n",
+    );
     let out = env.run(&["plugins", "show", "who_gho"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(

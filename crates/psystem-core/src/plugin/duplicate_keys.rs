@@ -6,7 +6,9 @@
 //! raising an error on the repeated key: the error's location (serde_yaml_ng's mark of that key) gives the second
 //! line, and a second walk that stops at the first occurrence of the same key under the same path gives the first.
 
-use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
+};
 use std::cell::RefCell;
 use std::fmt;
 
@@ -247,14 +249,19 @@ mod tests {
 
     #[test]
     fn finds_repeats_at_every_level_and_in_flow_mappings() {
-        let d = find("name: x\netl:\n  e:\n    transform:\n      columns: {Id: a, Value: b, Id: c}\n").unwrap();
+        let d =
+            find("name: x\netl:\n  e:\n    transform:\n      columns: {Id: a, Value: b, Id: c}\n")
+                .unwrap();
         assert_eq!(d.path, ["etl", "e", "transform", "columns"]);
         assert_eq!(d.key, "Id");
         assert_eq!(d.first.map(|l| l.0), Some(5));
         assert_eq!(d.second.map(|l| l.0), Some(5));
         assert!(d.first.unwrap().1 < d.second.unwrap().1, "{d:?}");
         let d = find("name: x\nname: y\netl: {}\n").unwrap();
-        assert_eq!((d.key.as_str(), d.first, d.second), ("name", Some((1, 1)), Some((2, 1))));
+        assert_eq!(
+            (d.key.as_str(), d.first, d.second),
+            ("name", Some((1, 1)), Some((2, 1)))
+        );
         let d = find("a:\n  - {k: 1}\n  - {k: 1, k: 2}\n").unwrap();
         assert_eq!(d.path, ["a", "[1]"]);
     }
