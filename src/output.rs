@@ -40,8 +40,11 @@ pub fn init_logging(verbose: u8) -> Option<()> {
             .open(dir.join("psystem.log"))
             .ok()?;
         Some(
+            // Plain text: no colours, and span fields formatted by this layer's own field formatter (a type of
+            // its own), never the stderr layer's cached, coloured copy.
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
+                .fmt_fields(PlainFields::default())
                 .with_writer(std::sync::Mutex::new(file))
                 .with_filter(EnvFilter::new("info,sqlx=warn")),
         )
@@ -51,6 +54,21 @@ pub fn init_logging(verbose: u8) -> Option<()> {
         .with(file_layer)
         .init();
     Some(())
+}
+
+/// The log file's field formatter: tracing-subscriber's default one under a type of its own, so that span fields
+/// formatted (with colours) for stderr are never reused in the file.
+#[derive(Default)]
+struct PlainFields(tracing_subscriber::fmt::format::DefaultFields);
+
+impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for PlainFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        self.0.format_fields(writer, fields)
+    }
 }
 
 fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {

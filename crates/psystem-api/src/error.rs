@@ -57,6 +57,8 @@ impl ApiError {
             ApiError::Home(_) => "home",
             ApiError::Plugin(PluginError::NotFound { .. }) => "plugin_not_found",
             ApiError::Plugin(PluginError::Disabled { .. }) => "plugin_disabled",
+            // The plugin is there but its manifest does not load: the message has file, line and column.
+            ApiError::Plugin(PluginError::Broken { .. }) => "invalid_manifest",
             ApiError::Plugin(
                 PluginError::NoSuchEntry { .. } | PluginError::NoDefaultEntry { .. },
             ) => "entry_not_found",

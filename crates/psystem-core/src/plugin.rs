@@ -34,6 +34,8 @@
 //! from the environment when the value is used. Unknown keys and type errors are reported with the file, line and
 //! column.
 
+mod duplicate_keys;
+
 use crate::job::LoadMode;
 use crate::paths::Home;
 use indexmap::IndexMap;
@@ -522,6 +524,16 @@ pub enum PluginError {
         /// The names that exist.
         available: Vec<String>,
     },
+    /// The plugin asked for is there, but its manifest does not load (bad YAML, an unknown key, a wrong type, …):
+    /// `source` says where and why.
+    #[error("plugin `{name}` cannot be used: {source}; fix the file (`psystem plugins list` shows every manifest that does not load)")]
+    Broken {
+        /// The name asked for.
+        name: String,
+        /// The manifest's error ([`PluginError::Invalid`] with file, line and column, or [`PluginError::Io`]).
+        #[source]
+        source: Box<PluginError>,
+    },
     /// The plugin is disabled.
     #[error("plugin `{plugin}` is disabled ({}); enable it with `psystem plugins enable {plugin}`", path.display())]
     Disabled {
@@ -556,11 +568,36 @@ pub enum PluginError {
 
 /// Parses a manifest's text. `path` is used in error messages only.
 ///
-/// Besides YAML and type errors, checks that `run` names an entry.
+/// Besides YAML and type errors, checks that no mapping gives a key twice (at any level: two `etl` entries with
+/// one name, a repeated field, a repeated column) and that `run` names an entry.
 ///
 /// # Errors
 /// [`PluginError::Invalid`] with the file, line and column.
 pub fn parse_manifest(text: &str, path: &Path) -> Result<PluginManifest, PluginError> {
+    if let Some(dup) = duplicate_keys::find(text) {
+        let at = |l: Option<(usize, usize)>| {
+            l.map(|(line, column)| format!("line {line} column {column}"))
+                .unwrap_or_else(|| "an unknown place".into())
+        };
+        let mut dotted = dup.path.join(".").replace(".[", "[");
+        if !dotted.is_empty() {
+            dotted.push('.');
+        }
+        let what = if dup.path == ["etl"] {
+            format!("the ETL entry `{}`", dup.key)
+        } else {
+            format!("the key `{dotted}{}`", dup.key)
+        };
+        return Err(PluginError::Invalid {
+            path: path.to_path_buf(),
+            location: dup.second,
+            message: format!(
+                "{what} is given twice, at {} and again at {}; keep one (YAML keys must be unique, and the second would silently replace the first)",
+                at(dup.first),
+                at(dup.second)
+            ),
+        });
+    }
     let manifest: PluginManifest =
         serde_yaml_ng::from_str(text).map_err(|e| PluginError::Invalid {
             path: path.to_path_buf(),
@@ -718,6 +755,44 @@ pub struct PluginCatalog {
     pub plugins: Vec<Plugin>,
     /// Manifests that failed to load.
     pub errors: Vec<PluginError>,
+    /// The manifests that failed to load, with the names they answer to, for [`PluginCatalog::get`].
+    broken: Vec<BrokenManifest>,
+}
+
+/// A manifest that failed to load: where it is, and the names a lookup may use for it.
+#[derive(Debug)]
+struct BrokenManifest {
+    /// Bundled or the user's.
+    origin: PluginOrigin,
+    /// Its folder's name and the `name:` it gives (when that much can be read), lower case.
+    names: Vec<String>,
+    /// Index of its error in [`PluginCatalog::errors`].
+    error: usize,
+}
+
+/// The names a manifest that does not load answers to: its folder's name, and its top-level `name:` when the
+/// file is YAML enough to read it (else the text of a `name:` line at the start of a line), lower case.
+fn names_of_broken(path: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(folder) = path.parent().and_then(|p| p.file_name()) {
+        names.push(folder.to_string_lossy().to_lowercase());
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let declared = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string))
+        .or_else(|| {
+            text.lines().find_map(|l| {
+                let v = l.strip_prefix("name:")?.trim();
+                let v = v.split(" #").next().unwrap_or(v).trim();
+                let v = v.trim_matches(|c| c == '"' || c == '\'');
+                (!v.is_empty()).then(|| v.to_string())
+            })
+        });
+    if let Some(n) = declared {
+        names.push(n.to_lowercase());
+    }
+    names
 }
 
 impl PluginCatalog {
@@ -761,7 +836,14 @@ impl PluginCatalog {
                             },
                         );
                     }
-                    Err(e) => catalog.errors.push(e),
+                    Err(e) => {
+                        catalog.broken.push(BrokenManifest {
+                            origin,
+                            names: names_of_broken(&path),
+                            error: catalog.errors.len(),
+                        });
+                        catalog.errors.push(e);
+                    }
                 }
             }
         }
@@ -771,21 +853,62 @@ impl PluginCatalog {
 
     /// The plugin whose name or folder name equals `name`, ignoring case.
     ///
+    /// A manifest that does not load but answers to `name` (by its folder's name or the `name:` it gives) is
+    /// reported rather than passed over: when no valid plugin has the name, or when the valid one is bundled and
+    /// the broken one is the user's (which would have replaced it).
+    ///
     /// # Errors
-    /// [`PluginError::NotFound`] listing the names that exist.
+    /// [`PluginError::Broken`] with the manifest's error (file, line and column); [`PluginError::NotFound`]
+    /// listing the names that exist.
     pub fn get(&self, name: &str) -> Result<&Plugin, PluginError> {
-        self.plugins
+        let found = self
+            .plugins
             .iter()
             .find(|p| p.name().eq_ignore_ascii_case(name))
             .or_else(|| {
                 self.plugins
                     .iter()
                     .find(|p| p.folder_name().eq_ignore_ascii_case(name))
-            })
-            .ok_or_else(|| PluginError::NotFound {
+            });
+        let wanted = name.to_lowercase();
+        let broken = self
+            .broken
+            .iter()
+            .filter(|b| b.names.contains(&wanted))
+            .find(|b| match found {
+                None => true,
+                Some(p) => p.origin == PluginOrigin::Bundled && b.origin == PluginOrigin::User,
+            });
+        if let Some(b) = broken {
+            let source = match &self.errors[b.error] {
+                PluginError::Invalid {
+                    path,
+                    location,
+                    message,
+                } => PluginError::Invalid {
+                    path: path.clone(),
+                    location: *location,
+                    message: message.clone(),
+                },
+                PluginError::Io { path, source } => PluginError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::new(source.kind(), source.to_string()),
+                },
+                other => PluginError::Invalid {
+                    path: PathBuf::new(),
+                    location: None,
+                    message: other.to_string(),
+                },
+            };
+            return Err(PluginError::Broken {
                 name: name.to_string(),
-                available: self.plugins.iter().map(|p| p.name().to_string()).collect(),
-            })
+                source: Box::new(source),
+            });
+        }
+        found.ok_or_else(|| PluginError::NotFound {
+            name: name.to_string(),
+            available: self.plugins.iter().map(|p| p.name().to_string()).collect(),
+        })
     }
 }
 

@@ -453,6 +453,17 @@ pub async fn run(
             source,
         })?;
 
+    if load.removed_rows > 0 {
+        let message = format!(
+            "{key}: removed the {} rows the abandoned load had appended to {} before loading again",
+            load.removed_rows, spec.table
+        );
+        info!(job = %key, removed = load.removed_rows, "{message}");
+        let _ = events.send(JobEvent::Reconciled {
+            job: key.clone(),
+            message,
+        });
+    }
     reconcile(&spec, &status, &load, &events)?;
     let _ = events.send(JobEvent::Started {
         job: key.clone(),

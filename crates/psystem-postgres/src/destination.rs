@@ -7,7 +7,9 @@
 //! from a checkpoint that matches exactly the rows in the database.
 //!
 //! Load modes:
-//! - `append`: binary COPY straight into the target table (created if missing).
+//! - `append`: binary COPY straight into the target table (created if missing). Each page records the id of the
+//!   transaction that wrote it (`psystem.load_pages`), so that a restart can delete exactly the rows of the load
+//!   it abandons, in the transaction that opens the new load.
 //! - `replace`: binary COPY into a staging table `<table>__psystem_load_<id>` in the target schema (created with
 //!   the load row, recorded in `psystem.loads.staging_table`); [`Destination::finish_load`] drops the old table
 //!   and renames the staging table in one transaction, so readers see the old table or the new one, never half.
@@ -122,6 +124,8 @@ pub struct LoadHandle {
     pub total_rows: Option<u64>,
     /// The staging table of a `replace` load (in the target schema); `None` for other modes.
     pub staging: Option<TableRef>,
+    /// Rows that opening this load deleted: the rows the `append` loads abandoned by a restart had committed.
+    pub removed_rows: u64,
 }
 
 /// The Postgres destination: a connection pool to one database whose ledger is migrated.
@@ -210,7 +214,11 @@ impl Destination {
     /// `failed`) is resumed: the handle carries its checkpoint position and counters and `resumed = true`; its
     /// target table and mode must be those of `spec` ([`DestinationError::ResumeMismatch`] otherwise). With
     /// `restart`, or when there is none, every resumable load of the job is marked `cancelled` (their staging
-    /// tables dropped) and a new load row is created in state `running`.
+    /// tables dropped, and the rows an `append` load had committed deleted — found by the transaction ids its
+    /// pages recorded in `psystem.load_pages` — so the table ends as a clean load would leave it;
+    /// [`LoadHandle::removed_rows`] counts them) and a new load row is created in state `running`. All of this is
+    /// one transaction: a kill at any instant leaves the old state or the new one. When an abandoned append
+    /// load's rows cannot be identified exactly, nothing changes ([`DestinationError::RestartCannotRemoveRows`]).
     ///
     /// In the same transaction the target schema and (for `append` and `merge`) table are created if missing,
     /// with a primary-key constraint when `spec.primary_key` is not empty, or an existing table is checked: it
@@ -323,13 +331,16 @@ impl Destination {
                     resumed: true,
                     total_rows: record.total_rows,
                     staging,
+                    removed_rows: 0,
                     spec,
                 }
             }
             None => {
+                let mut removed_rows = 0u64;
                 let cancelled = sqlx::query(
                     "UPDATE psystem.loads SET state = 'cancelled', finished_at = now(), updated_at = now() \
-                     WHERE job_key = $1 AND state = ANY($2) RETURNING id, target_schema, staging_table",
+                     WHERE job_key = $1 AND state = ANY($2) \
+                     RETURNING id, target_schema, target_table, staging_table, mode, rows",
                 )
                 .bind(&spec.job_key)
                 .bind(RESUMABLE)
@@ -340,8 +351,20 @@ impl Destination {
                     let id: i64 = row.get("id");
                     let schema: Option<String> = row.get("target_schema");
                     let staging: Option<String> = row.get("staging_table");
-                    if let (Some(schema), Some(staging)) = (schema, staging) {
+                    let target: Option<String> = row.get("target_table");
+                    let mode: Option<String> = row.get("mode");
+                    let rows: i64 = row.get("rows");
+                    if let (Some(schema), Some(staging)) = (schema.clone(), staging) {
                         drop_table_if_exists(&mut tx, &TableRef::new(schema, staging)).await?;
+                    }
+                    if let (Some("append"), Some(schema), Some(target), true) =
+                        (mode.as_deref(), schema, target, rows > 0)
+                    {
+                        let table = TableRef::new(schema, target);
+                        let removed =
+                            remove_appended_rows(&mut tx, &spec.job_key, id, &table, rows as u64)
+                                .await?;
+                        removed_rows += removed;
                     }
                     info!(load_id = id, job_key = %spec.job_key, "Unfinished load cancelled by a restart.");
                 }
@@ -397,6 +420,7 @@ impl Destination {
                     resumed: false,
                     total_rows: None,
                     staging,
+                    removed_rows,
                     spec,
                 }
             }
@@ -505,6 +529,18 @@ impl Destination {
                     quote_table(&spec.table)
                 );
                 copy_in(&mut tx, &sql, &encoder, &ctx("COPY")).await?;
+                // Which transaction wrote these rows: a restart deletes them by their xmin.
+                if rows > 0 {
+                    sqlx::query(
+                        "INSERT INTO psystem.load_pages (load_id, page, xid, rows) VALUES ($1, $2, txid_current(), $3)",
+                    )
+                    .bind(load_id)
+                    .bind(page as i64)
+                    .bind(rows as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(DestinationError::db(ctx("record the page's transaction")))?;
+                }
             }
             LoadMode::Replace => {
                 let staging =
@@ -647,6 +683,13 @@ impl Destination {
                 .await
                 .map_err(DestinationError::db(ctx("rename the staging table")))?;
             rename_primary_key(&mut tx, &spec.table).await?;
+        }
+        if spec.mode == LoadMode::Append {
+            sqlx::query("DELETE FROM psystem.load_pages WHERE load_id = $1")
+                .bind(load_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(DestinationError::db(ctx("forget the page transactions")))?;
         }
         sqlx::query(
             "UPDATE psystem.loads SET state = 'completed', finished_at = now(), updated_at = now(), last_error = NULL WHERE id = $1",
@@ -1232,6 +1275,74 @@ pub(crate) async fn copy_in(
         });
     }
     copy.finish().await.map_err(DestinationError::db(context))
+}
+
+/// Deletes, inside the caller's transaction, the rows that the abandoned `append` load `load_id` committed to
+/// `table` (`rows` of them, per the ledger), found by the transaction ids its pages recorded in
+/// `psystem.load_pages` (the rows' `xmin`). Returns the rows deleted; a table that no longer exists holds none.
+///
+/// # Errors
+/// [`DestinationError::RestartCannotRemoveRows`] when the rows cannot be identified exactly: pages committed
+/// before psystem recorded their transactions, transactions too old to be told apart from newer ones (2^31), or
+/// a table that no longer holds exactly those rows (changed or deleted since). The caller's transaction must
+/// then roll back, so nothing changes.
+async fn remove_appended_rows(
+    conn: &mut PgConnection,
+    job_key: &str,
+    load_id: i64,
+    table: &TableRef,
+    rows: u64,
+) -> Result<u64, DestinationError> {
+    if table_oid_exists(conn, table).await?.is_none() {
+        info!(load_id, %table, "The table of the abandoned load no longer exists; no rows to remove.");
+        return Ok(0);
+    }
+    let refuse = |reason: String| DestinationError::RestartCannotRemoveRows {
+        job_key: job_key.to_string(),
+        load_id,
+        table: table.to_string(),
+        rows,
+        reason,
+    };
+    let ctx = format!("removing the rows load #{load_id} appended to {table}");
+    let row = sqlx::query(
+        "SELECT COALESCE(array_agg(xid % 4294967296), '{}') AS xids, COALESCE(sum(rows), 0)::bigint AS rows, \
+         COALESCE(max(txid_current() - xid), 0)::bigint AS age FROM psystem.load_pages WHERE load_id = $1",
+    )
+    .bind(load_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(DestinationError::db(ctx.clone()))?;
+    let xids: Vec<i64> = row.get("xids");
+    let recorded: i64 = row.get("rows");
+    let age: i64 = row.get("age");
+    if recorded.max(0) as u64 != rows {
+        return Err(refuse(format!(
+            "the ledger knows the transactions of {recorded} of them: the load began under an older psystem"
+        )));
+    }
+    if age >= 1 << 31 {
+        return Err(refuse(
+            "they were written more than 2^31 transactions ago, so their transaction ids may have been reused".into(),
+        ));
+    }
+    let sql = format!(
+        "DELETE FROM {} WHERE xmin::text::bigint = ANY($1)",
+        quote_table(table)
+    );
+    let deleted = sqlx::query(&sql)
+        .bind(&xids)
+        .execute(&mut *conn)
+        .await
+        .map_err(DestinationError::db(ctx))?
+        .rows_affected();
+    if deleted != rows {
+        return Err(refuse(format!(
+            "the table now holds {deleted} of them; the others were changed or deleted since"
+        )));
+    }
+    info!(load_id, %table, rows = deleted, "Rows of the abandoned load removed.");
+    Ok(deleted)
 }
 
 /// Locks the load row for the transaction and checks that the load is `running` and that the handle knows

@@ -157,6 +157,22 @@ pub enum DestinationError {
         detail: String,
     },
 
+    /// A restart cannot remove the rows an abandoned `append` load wrote, because they cannot be told apart
+    /// from the table's other rows; nothing was changed.
+    #[error("cannot restart job {job_key}: its unfinished load #{load_id} appended {rows} rows to {table}, and psystem cannot tell them apart from the table's other rows ({reason}); nothing was changed. Delete those rows yourself, then run `psystem cancel {job_key}` and run the job again without --restart")]
+    RestartCannotRemoveRows {
+        /// The job key.
+        job_key: String,
+        /// The abandoned load.
+        load_id: i64,
+        /// The table, `schema.name`.
+        table: String,
+        /// The rows the load committed, per the ledger.
+        rows: u64,
+        /// Why its rows cannot be identified.
+        reason: String,
+    },
+
     /// No load with this id is recorded in the ledger.
     #[error("load #{load_id} is not in the ledger (psystem.loads)")]
     LoadNotFound {

@@ -36,6 +36,11 @@
 //! - `psystem.loads.worker_spec` (jsonb) — what a `psystem worker` on any machine needs to join the load (source
 //!   URL without credentials, release, file, checksum, parser options); NULL for loads only their process runs.
 //! - `psystem.work_units.report` (jsonb) — what the unit changed (e.g. entries inserted, updated, unchanged).
+//!
+//! Version 7 (restarts of `append` loads, [`crate::Destination::open_load`]):
+//! - `psystem.load_pages` — per committed page of an `append` load: the page number, the transaction id
+//!   (`txid_current()`, with epoch) that wrote its rows, and its row count; deleted with its load, and when the
+//!   load completes. A restart deletes the abandoned load's rows by their `xmin`.
 
 use chrono::{DateTime, Utc};
 use psystem_core::{Counters, JobState, LoadMode, TableRef};
@@ -206,6 +211,20 @@ CREATE TABLE psystem.files (
 ALTER TABLE psystem.loads ADD COLUMN worker_spec jsonb;
 ALTER TABLE psystem.work_units ADD COLUMN report jsonb;
 CREATE INDEX loads_shared_running_idx ON psystem.loads (id) WHERE state = 'running' AND worker_spec IS NOT NULL;
+"#,
+    ),
+    (
+        7,
+        r#"
+-- The transaction of each page an `append` load committed (crate::destination): a restart deletes the rows of
+-- the load it abandons by these transaction ids (the rows' xmin), in the transaction that opens the new load.
+CREATE TABLE psystem.load_pages (
+    load_id bigint NOT NULL REFERENCES psystem.loads (id) ON DELETE CASCADE,
+    page    bigint NOT NULL,
+    xid     bigint NOT NULL,
+    rows    bigint NOT NULL,
+    PRIMARY KEY (load_id, page)
+);
 "#,
     ),
 ];
