@@ -192,7 +192,12 @@ async fn a_file_the_manifest_lists_but_the_mirror_lacks_fails_the_dataset_and_ch
             all.contains("not in the release folder"),
             "{mode}: says what is wrong: {all}"
         );
-        assert!(!all.contains("Some("), "{mode}: no debug text: {all}");
+        let streams = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!streams.contains("Some("), "{mode}: no debug text: {all}");
         assert_eq!(
             file_status(&pool, "25.06", SECOND_PART).await.as_deref(),
             Some("missing"),
