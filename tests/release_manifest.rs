@@ -106,7 +106,11 @@ const SECOND_PART: &str = "part-00162-0b0e6a2c-7d1e-4c35-9a51-1f0c2d3e4f50-c000.
 /// rest), as Spark writes a dataset in several part files. Returns the second file.
 fn split_in_two(file: &Path, first_rows: usize) -> PathBuf {
     let all = read_parquet(file);
-    assert!(all.num_rows() > first_rows, "{file:?} has {} rows", all.num_rows());
+    assert!(
+        all.num_rows() > first_rows,
+        "{file:?} has {} rows",
+        all.num_rows()
+    );
     let second = file.with_file_name(SECOND_PART);
     write_parquet(file, &all.slice(0, first_rows));
     write_parquet(&second, &all.slice(first_rows, all.num_rows() - first_rows));
@@ -145,7 +149,15 @@ fn target_entry(mode: &'static str) -> Entry<'static> {
 }
 
 fn run_args<'a>(release: &'a str, db: &'a TestDb, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["run", "ot", "target", "--release", release, "--db", db.url()];
+    let mut args = vec![
+        "run",
+        "ot",
+        "target",
+        "--release",
+        release,
+        "--db",
+        db.url(),
+    ];
     args.extend_from_slice(extra);
     args
 }
@@ -205,7 +217,11 @@ async fn a_file_the_manifest_lists_but_the_mirror_lacks_fails_the_dataset_and_ch
         );
         assert_eq!(count(&pool, "ot.target").await, 317, "{mode}");
         assert_eq!(digest(&pool, "ot.target", "id").await, before, "{mode}");
-        assert_eq!(loads(&pool, "25.06", "target", "completed").await, 0, "{mode}");
+        assert_eq!(
+            loads(&pool, "25.06", "target", "completed").await,
+            0,
+            "{mode}"
+        );
     }
 
     // `releases verify` reports the missing file and exits non-zero, also when the dataset is named.
@@ -215,7 +231,10 @@ async fn a_file_the_manifest_lists_but_the_mirror_lacks_fails_the_dataset_and_ch
         let out = mirror.run(&env, &args);
         let all = text(&out);
         assert!(!out.status.success(), "{all}");
-        assert!(all.contains("missing") && all.contains(SECOND_PART), "{all}");
+        assert!(
+            all.contains("missing") && all.contains(SECOND_PART),
+            "{all}"
+        );
         assert!(all.contains("1 missing"), "{all}");
     }
     // The complete release verifies.
@@ -236,14 +255,22 @@ async fn a_file_the_manifest_does_not_list_loads_only_with_allow_unverified() {
     let db = TestDb::create().await;
     let pool = pool(&db).await;
     let env = Env::new();
-    write_plugin(&env, &mirror.url(Via::Http), "ot", &[target_entry("replace")]);
+    write_plugin(
+        &env,
+        &mirror.url(Via::Http),
+        "ot",
+        &[target_entry("replace")],
+    );
 
     let out = mirror.run(&env, &run_args("25.03", &db, &[]));
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains(SECOND_PART), "names the file: {all}");
     assert!(all.contains("not listed"), "says why: {all}");
-    assert!(all.contains("--allow-unverified"), "says how to go on: {all}");
+    assert!(
+        all.contains("--allow-unverified"),
+        "says how to go on: {all}"
+    );
     assert!(!table_exists(&pool, "ot.target").await, "nothing loaded");
     assert_eq!(
         file_status(&pool, "25.03", SECOND_PART).await.as_deref(),
@@ -254,7 +281,10 @@ async fn a_file_the_manifest_does_not_list_loads_only_with_allow_unverified() {
     let out = mirror.run(&env, &["releases", "verify", "ot", "25.03"]);
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
-    assert!(all.contains("not listed in release_data_integrity"), "{all}");
+    assert!(
+        all.contains("not listed in release_data_integrity"),
+        "{all}"
+    );
     assert!(all.contains("1 not in the manifest"), "{all}");
 
     let out = mirror.run(&env, &run_args("25.03", &db, &["--allow-unverified"]));
@@ -304,17 +334,31 @@ async fn a_uniprot_file_the_metalink_does_not_list_loads_only_with_allow_unverif
     let out = env.run(&args);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("uniprot_sprot.dat.gz"), "names the file: {all}");
-    assert!(all.contains("RELEASE.metalink"), "names the manifest: {all}");
-    assert!(all.contains("--allow-unverified"), "says how to go on: {all}");
-    assert!(!table_exists(&pool, "uniprot.protein").await, "nothing loaded");
+    assert!(
+        all.contains("uniprot_sprot.dat.gz"),
+        "names the file: {all}"
+    );
+    assert!(
+        all.contains("RELEASE.metalink"),
+        "names the manifest: {all}"
+    );
+    assert!(
+        all.contains("--allow-unverified"),
+        "says how to go on: {all}"
+    );
+    assert!(
+        !table_exists(&pool, "uniprot.protein").await,
+        "nothing loaded"
+    );
 
     let out = env.run(&[&args[..], &["--allow-unverified"]].concat());
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(count(&pool, "uniprot.protein").await > 0, "{all}");
     assert_eq!(
-        file_status(&pool, "2024_01", "uniprot_sprot.dat.gz").await.as_deref(),
+        file_status(&pool, "2024_01", "uniprot_sprot.dat.gz")
+            .await
+            .as_deref(),
         Some("unverified")
     );
 }
@@ -327,11 +371,23 @@ async fn verify_of_an_old_release_finds_the_dataset_by_its_aliases() {
     let db = TestDb::create().await;
     let pool = pool(&db).await;
     let env = Env::new();
-    write_plugin(&env, &mirror.url(Via::Http), "ot", &[target_entry("replace")]);
+    write_plugin(
+        &env,
+        &mirror.url(Via::Http),
+        "ot",
+        &[target_entry("replace")],
+    );
     let out = mirror.run(
         &env,
         &[
-            "--json", "releases", "verify", "ot", "24.09", "--dataset", "target", "--db",
+            "--json",
+            "releases",
+            "verify",
+            "ot",
+            "24.09",
+            "--dataset",
+            "target",
+            "--db",
             db.url(),
         ],
     );
@@ -350,7 +406,11 @@ async fn verify_of_an_old_release_finds_the_dataset_by_its_aliases() {
         .unwrap()
         .to_string_lossy()
         .to_string();
-    assert_eq!(paths, vec![expected.as_str()], "only the targets files: {all}");
+    assert_eq!(
+        paths,
+        vec![expected.as_str()],
+        "only the targets files: {all}"
+    );
     assert!(
         report["files"]
             .as_array()
@@ -360,7 +420,9 @@ async fn verify_of_an_old_release_finds_the_dataset_by_its_aliases() {
         "{all}"
     );
     assert_eq!(
-        file_status(&pool, "24.09", "targets/part-").await.as_deref(),
+        file_status(&pool, "24.09", "targets/part-")
+            .await
+            .as_deref(),
         Some("verified")
     );
     // `run` loads the same dataset under the same name.
@@ -393,7 +455,10 @@ async fn files_with_different_schemas_are_refused_naming_the_columns_types_and_f
     write_parquet(
         &folder.join(first),
         &batch(vec![
-            ("id", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
+            (
+                "id",
+                Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+            ),
             ("score", Arc::new(Float64Array::from(vec![0.5, 0.25]))),
         ]),
     );
@@ -423,15 +488,29 @@ async fn files_with_different_schemas_are_refused_naming_the_columns_types_and_f
     );
     let out = mirror.run(
         &env,
-        &["run", "ot", "scores", "--release", "25.03", "--db", db.url()],
+        &[
+            "run",
+            "ot",
+            "scores",
+            "--release",
+            "25.03",
+            "--db",
+            db.url(),
+        ],
     );
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains(first) && all.contains(second), "both files: {all}");
+    assert!(
+        all.contains(first) && all.contains(second),
+        "both files: {all}"
+    );
     assert!(
         all.contains("column score is Float64 in") && all.contains("but Utf8 in"),
         "the column and both types: {all}"
     );
-    assert!(all.contains("column note (Utf8)"), "the extra column: {all}");
+    assert!(
+        all.contains("column note (Utf8)"),
+        "the extra column: {all}"
+    );
     assert!(!table_exists(&pool, "ot.scores").await, "nothing loaded");
 }
