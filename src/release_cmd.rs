@@ -204,7 +204,10 @@ pub async fn releases(api: &Api, cmd: ReleasesCommand, json: bool) -> Result<Exi
                 if !json {
                     let digest = c.computed.as_deref().unwrap_or("");
                     match &c.detail {
-                        Some(d) => eprintln!("  MISMATCH {}: {d}", c.path),
+                        Some(d) if c.status == psystem_releases::verify::FileStatus::Mismatch => {
+                            eprintln!("  MISMATCH {}: {d}", c.path)
+                        }
+                        Some(d) => eprintln!("  {:10} {}: {d}", c.status.as_str(), c.path),
                         None => eprintln!(
                             "  {:10} {}  {} {}",
                             c.status.as_str(),
@@ -229,11 +232,13 @@ pub async fn releases(api: &Api, cmd: ReleasesCommand, json: bool) -> Result<Exi
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
-                    "release {}: manifest {}; {} files checked, {} mismatched{}",
+                    "release {}: manifest {}; {} files checked, {} mismatched, {} missing, {} not in the manifest{}",
                     report.release,
                     report.manifest.as_deref().unwrap_or("-"),
                     report.files.len(),
                     report.mismatches(),
+                    report.missing(),
+                    report.unverified(),
                     if report.recorded {
                         "; recorded in psystem.files"
                     } else {
@@ -241,7 +246,7 @@ pub async fn releases(api: &Api, cmd: ReleasesCommand, json: bool) -> Result<Exi
                     }
                 );
             }
-            if report.mismatches() > 0 {
+            if !report.all_verified() {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -90,10 +90,27 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Files that did not match.
     pub fn mismatches(&self) -> usize {
-        self.files
-            .iter()
-            .filter(|f| f.status == FileStatus::Mismatch)
-            .count()
+        self.count(FileStatus::Mismatch)
+    }
+
+    /// Files the manifest lists under the chosen datasets that the release does not have.
+    pub fn missing(&self) -> usize {
+        self.count(FileStatus::Missing)
+    }
+
+    /// Files the manifest does not list (a load needs `--allow-unverified`).
+    pub fn unverified(&self) -> usize {
+        self.count(FileStatus::Unverified)
+    }
+
+    /// True when every file was verified: none mismatched, missing or unlisted (what `run` needs to load the
+    /// datasets without `--allow-unverified`).
+    pub fn all_verified(&self) -> bool {
+        self.files.iter().all(|f| f.status == FileStatus::Verified)
+    }
+
+    fn count(&self, status: FileStatus) -> usize {
+        self.files.iter().filter(|f| f.status == status).count()
     }
 }
 
@@ -232,7 +249,7 @@ impl Api {
                 layout.push_str(&format!("; {}", dates.describe()));
             }
         }
-        let chosen = choose_datasets(&rel, &options.datasets)?;
+        let chosen = choose_datasets(&rel, &plugin, &options.datasets)?;
         let mut datasets = Vec::new();
         for d in chosen {
             let entry = entry_for(&plugin, &d.name);
@@ -330,8 +347,11 @@ impl Api {
     }
 
     /// `psystem releases verify PLUGIN [RELEASE]`: checks the manifest against its `.sha1`, then downloads (into
-    /// the cache, resuming partial files) and hashes every data file of the chosen datasets. With a database
-    /// (`db_url`), each verdict is recorded in `psystem.files`. `on_file` sees each verdict as it comes.
+    /// the cache, resuming partial files) and hashes every data file of the chosen datasets (named by folder, by
+    /// a plugin entry, or by an entry's `dataset` or `aliases`, as `run` finds them). Files the manifest lists
+    /// under a chosen dataset but the release lacks are reported [`FileStatus::Missing`]; files it does not list
+    /// are hashed and reported [`FileStatus::Unverified`] (detail `not listed in …`). With a database (`db_url`),
+    /// each verdict is recorded in `psystem.files`. `on_file` sees each verdict as it comes.
     ///
     /// # Errors
     /// As [`Api::release_show`]; [`ReleaseError::NoManifest`] when the release has none.
@@ -363,23 +383,25 @@ impl Api {
         let cache = self.cache();
         let cancel = CancellationToken::new();
         let mut files = Vec::new();
-        for d in choose_datasets(&rel, datasets)? {
+        for d in choose_datasets(&rel, &plugin, datasets)? {
+            let mut checks = manifest.missing_files(d);
             for f in &d.files {
                 let entry = manifest.entry(&f.path);
-                let fetched =
+                let mut fetched =
                     verify::fetch_file(&transport, &cache, &rel, f, entry, &cancel, &mut |_| {})
                         .await?;
-                if let Some(dest) = &dest {
-                    psystem_jobs::release::record_check(
-                        dest,
-                        plugin.name(),
-                        &rel.name,
-                        &fetched.check,
-                    )
-                    .await?;
+                if entry.is_none() {
+                    fetched.check.detail = Some(manifest.unlisted_detail());
                 }
-                on_file(&fetched.check);
-                files.push(fetched.check);
+                checks.push(fetched.check);
+            }
+            for check in checks {
+                if let Some(dest) = &dest {
+                    psystem_jobs::release::record_check(dest, plugin.name(), &rel.name, &check)
+                        .await?;
+                }
+                on_file(&check);
+                files.push(check);
             }
         }
         Ok(VerifyReport {
@@ -488,15 +510,33 @@ impl Api {
     }
 }
 
-/// The datasets named (by name), or all.
-fn choose_datasets<'a>(rel: &'a Release, names: &[String]) -> Result<Vec<&'a Dataset>, ApiError> {
+/// The datasets named, or all. A name is a dataset folder of the release, or a plugin entry key, an entry's
+/// `dataset` or one of its `aliases`: then the first of the entry's `dataset` and `aliases` the release has (as a
+/// run finds it: `target` is `targets` in a ≤ 24.09 release).
+fn choose_datasets<'a>(
+    rel: &'a Release,
+    plugin: &Plugin,
+    names: &[String],
+) -> Result<Vec<&'a Dataset>, ApiError> {
     if names.is_empty() {
         return Ok(rel.datasets.iter().collect());
     }
+    let by_entry = |n: &str| {
+        plugin.manifest.etl.iter().find_map(|(k, e)| {
+            let dataset = e.dataset.clone().unwrap_or_else(|| k.clone());
+            let aliases = e.aliases.clone().unwrap_or_default();
+            if k != n && dataset != n && !aliases.iter().any(|a| a == n) {
+                return None;
+            }
+            std::iter::once(&dataset)
+                .chain(aliases.iter())
+                .find_map(|d| rel.dataset(d))
+        })
+    };
     names
         .iter()
         .map(|n| {
-            rel.dataset(n).ok_or_else(|| {
+            rel.dataset(n).or_else(|| by_entry(n)).ok_or_else(|| {
                 ApiError::Release(ReleaseError::DatasetNotFound {
                     release: rel.name.clone(),
                     dataset: n.clone(),

@@ -479,7 +479,10 @@ impl Shared {
         if job.mode == LoadMode::Merge && !uniprot {
             release_load::check_merge_supported(self.dest.pool(), &job.table).await?;
         }
-        // 1. Download and verify every file (a few at a time); nothing loads unless all match.
+        // 1. The manifest must list every file of the dataset (unless --allow-unverified) and the release must
+        //    have every file the manifest lists under it; then download and verify every file (a few at a
+        //    time): nothing loads unless all match.
+        self.check_coverage(key, dataset).await?;
         let fetched = self.fetch_dataset(key, dataset).await?;
         let Some(fetched) = fetched else {
             return Ok(JobState::Paused);
@@ -514,7 +517,7 @@ impl Shared {
                 .await;
         }
 
-        // 2. The dataset's schema from the first file's footer.
+        // 2. The dataset's schema from the first file's footer; every other file's footer must agree.
         let first = &fetched[0];
         let summary =
             footer::read_local_footer(&first.local).map_err(|e| JobError::Setup(e.to_string()))?;
@@ -524,7 +527,15 @@ impl Shared {
             &dataset.partition_keys,
             &job.flatten,
         )
-        .map_err(|e| JobError::Setup(e.to_string()))?;
+        .map_err(|e| JobError::Setup(e.to_string()))?
+        .with_origin(&first.check.path);
+        for f in &fetched[1..] {
+            let other =
+                footer::read_local_footer(&f.local).map_err(|e| JobError::Setup(e.to_string()))?;
+            schema
+                .check_file(&other.schema, &f.check.path)
+                .map_err(|e| JobError::Setup(e.to_string()))?;
+        }
 
         // 3. The load: one work unit per file.
         let load_spec = DatasetLoadSpec {
@@ -824,6 +835,70 @@ impl Shared {
         }
     }
 
+    /// Holds the dataset's files against the manifest before anything is downloaded: a file the manifest lists
+    /// under the dataset's folder but the release does not have is recorded `missing` in `psystem.files` and
+    /// fails the dataset ([`ReleaseError::MissingFiles`]); a file the manifest does not list is recorded
+    /// `unverified` and fails it ([`ReleaseError::NotInManifest`]) unless `--allow-unverified`. Nothing to check
+    /// without a manifest (the run was refused before, unless `--allow-unverified`).
+    async fn check_coverage(&self, key: &str, dataset: &Dataset) -> Result<(), JobError> {
+        let Some(manifest) = &self.manifest else {
+            return Ok(());
+        };
+        let plugin = &self.spec.plugin;
+        let release = &self.release.name;
+        let missing = manifest.missing_files(dataset);
+        let unlisted: Vec<verify::FileCheck> = if self.spec.allow_unverified {
+            Vec::new()
+        } else {
+            manifest
+                .unlisted_files(dataset)
+                .into_iter()
+                .map(|f| manifest.unlisted_check(f))
+                .collect()
+        };
+        for check in missing.iter().chain(&unlisted) {
+            record_check(&self.dest, plugin, release, check).await?;
+            let _ = self.events.send(ReleaseEvent::FileChecked {
+                job: key.to_string(),
+                path: check.path.clone(),
+                status: check.status.as_str().to_string(),
+            });
+        }
+        let paths = |checks: &[verify::FileCheck]| {
+            let mut s = checks
+                .iter()
+                .take(10)
+                .map(|c| c.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if checks.len() > 10 {
+                s.push_str(&format!(" … ({} files in all)", checks.len()));
+            }
+            s
+        };
+        if !missing.is_empty() {
+            return Err(JobError::Setup(
+                ReleaseError::MissingFiles {
+                    dataset: dataset.name.clone(),
+                    paths: paths(&missing),
+                    manifest: manifest.name.clone(),
+                }
+                .to_string(),
+            ));
+        }
+        if !unlisted.is_empty() {
+            return Err(JobError::Setup(
+                ReleaseError::NotInManifest {
+                    dataset: dataset.name.clone(),
+                    paths: paths(&unlisted),
+                    manifest: manifest.name.clone(),
+                }
+                .to_string(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Downloads (or hashes in place) every file of the dataset and records each verdict in `psystem.files`.
     /// `None` when paused.
     async fn fetch_dataset(
@@ -936,6 +1011,7 @@ pub async fn record_check(
         FileStatus::Verified => release_load::FileStatus::Verified,
         FileStatus::Mismatch => release_load::FileStatus::Mismatch,
         FileStatus::Unverified => release_load::FileStatus::Unverified,
+        FileStatus::Missing => release_load::FileStatus::Missing,
     };
     release_load::record_file_check(
         dest,
@@ -943,7 +1019,8 @@ pub async fn record_check(
             source: source.to_string(),
             release: release.to_string(),
             path: check.path.clone(),
-            size: Some(check.size),
+            // A missing file has no size of its own; the manifest's, if any, is in `check.size`.
+            size: (check.status != FileStatus::Missing || check.size > 0).then_some(check.size),
             algorithm: check.algorithm.clone(),
             expected: check.expected.clone(),
             computed: check.computed.clone(),

@@ -462,7 +462,8 @@ async fn copy_one(
             &spec.partition_keys,
             &spec.flatten,
         )
-        .map_err(|e| JobError::Setup(e.to_string()))?;
+        .map_err(|e| JobError::Setup(e.to_string()))?
+        .with_origin(&unit.key);
         let load = release_load::attach_dataset_load(dest, load_id, schema.flat.clone()).await?;
         *attached = Some((load, schema));
     }

@@ -84,11 +84,24 @@ pub enum ReleaseError {
         release: String,
     },
 
-    /// A data file is not listed in the manifest.
-    #[error("{path} is not listed in the release's checksum manifest {manifest}; pass --allow-unverified to load it anyway")]
+    /// Files of a dataset are not listed in the release's manifest (refused without `--allow-unverified`).
+    #[error("dataset {dataset}: {paths}: not listed in the release's checksum manifest {manifest}, so it cannot be verified; nothing was loaded. Pass --allow-unverified to load it anyway (the ledger records the load as unverified)")]
     NotInManifest {
-        /// The file, relative to the release root.
-        path: String,
+        /// The dataset.
+        dataset: String,
+        /// The files, relative to the release root, joined with `, `.
+        paths: String,
+        /// The manifest's name.
+        manifest: String,
+    },
+
+    /// Files the manifest lists under a dataset's folder are not in the release (an incomplete mirror or upload).
+    #[error("dataset {dataset}: {paths}: listed in {manifest} but not in the release folder; nothing was loaded. The source is incomplete: run again once it has every file the manifest lists, or load from a complete mirror (--source-url)")]
+    MissingFiles {
+        /// The dataset.
+        dataset: String,
+        /// The missing files, relative to the release root, joined with `, `.
+        paths: String,
         /// The manifest's name.
         manifest: String,
     },
@@ -104,14 +117,16 @@ pub enum ReleaseError {
 
     /// Files of one dataset disagree on their schema.
     #[error(
-        "dataset {dataset}: {path} has a different schema than the dataset's first file: {detail}"
+        "dataset {dataset}: {path} and {first} have different schemas: {detail}. All files of a dataset load into one table, so nothing was loaded; the release is inconsistent (report it to its publisher, or load another release)"
     )]
     SchemaConflict {
         /// The dataset.
         dataset: String,
         /// The file that differs.
         path: String,
-        /// Which column differs and how.
+        /// The file the dataset's schema was read from (its first file), or `the dataset's first file`.
+        first: String,
+        /// Which columns differ and how, naming both types.
         detail: String,
     },
 

@@ -35,6 +35,9 @@ pub struct DatasetSchema {
     pub partition_keys: Vec<String>,
     /// The flattening options.
     pub flatten: FlattenOptions,
+    /// The file the schema was read from (release path), named when another file differs; see
+    /// [`DatasetSchema::with_origin`].
+    pub origin: Option<String>,
 }
 
 impl DatasetSchema {
@@ -66,7 +69,22 @@ impl DatasetSchema {
             flat,
             partition_keys: added,
             flatten: flatten.clone(),
+            origin: None,
         })
+    }
+
+    /// Records `path` (release-relative) as the file the schema was read from, for error messages.
+    pub fn with_origin(mut self, path: &str) -> DatasetSchema {
+        self.origin = Some(path.to_string());
+        self
+    }
+
+    /// Checks that a file of the dataset (`file`: its Arrow schema, e.g. from its footer; `shown`: its release
+    /// path) has the dataset's columns, in the same order, with the same types (nullability may differ).
+    ///
+    /// Errors: [`ReleaseError::SchemaConflict`] naming both files, every column that differs and both its types.
+    pub fn check_file(&self, file: &Schema, shown: &str) -> Result<(), ReleaseError> {
+        check_file_schema(file, self, shown)
     }
 }
 
@@ -124,6 +142,10 @@ pub fn read_file(
             ReleaseError::SchemaConflict {
                 dataset: schema.dataset.clone(),
                 path: shown.clone(),
+                first: schema
+                    .origin
+                    .clone()
+                    .unwrap_or_else(|| "the dataset's first file".to_string()),
                 detail: e.to_string(),
             }
         })?;
@@ -134,36 +156,71 @@ pub fn read_file(
     }))
 }
 
-/// The file's columns must be the dataset's, with the same types (nullability may differ).
+/// The file's columns must be the dataset's, in the same order, with the same types (nullability may differ).
 fn check_file_schema(
     file: &Schema,
     dataset: &DatasetSchema,
     shown: &str,
 ) -> Result<(), ReleaseError> {
-    let conflict = |detail: String| ReleaseError::SchemaConflict {
-        dataset: dataset.dataset.clone(),
-        path: shown.to_string(),
-        detail,
-    };
-    let expected = dataset.source.fields().len() - dataset.partition_keys.len();
-    if file.fields().len() != expected {
-        return Err(conflict(format!(
-            "it has {} columns, the dataset has {expected}",
-            file.fields().len()
-        )));
+    let own = dataset.source.fields().len() - dataset.partition_keys.len();
+    let expected = &dataset.source.fields()[..own];
+    let same = file.fields().len() == own
+        && file
+            .fields()
+            .iter()
+            .zip(expected.iter())
+            .all(|(f, d)| f.name() == d.name() && types_match(f.data_type(), d.data_type()));
+    if same {
+        return Ok(());
     }
-    for (f, d) in file.fields().iter().zip(dataset.source.fields().iter()) {
-        if f.name() != d.name() || !types_match(f.data_type(), d.data_type()) {
-            return Err(conflict(format!(
-                "column {:?} ({}) where the dataset has {:?} ({})",
-                f.name(),
-                f.data_type(),
+    let first = dataset
+        .origin
+        .clone()
+        .unwrap_or_else(|| "the dataset's first file".to_string());
+    let short = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+    let (a, b) = (short(&first), short(shown));
+    let mut differences = Vec::new();
+    for d in expected {
+        match file.fields().iter().find(|f| f.name() == d.name()) {
+            Some(f) if !types_match(f.data_type(), d.data_type()) => differences.push(format!(
+                "column {} is {} in {a} but {} in {b}",
+                d.name(),
+                d.data_type(),
+                f.data_type()
+            )),
+            Some(_) => {}
+            None => differences.push(format!(
+                "column {} ({}) is in {a} but not in {b}",
                 d.name(),
                 d.data_type()
-            )));
+            )),
         }
     }
-    Ok(())
+    for f in file.fields() {
+        if !expected.iter().any(|d| d.name() == f.name()) {
+            differences.push(format!(
+                "column {} ({}) is in {b} but not in {a}",
+                f.name(),
+                f.data_type()
+            ));
+        }
+    }
+    if differences.is_empty() {
+        let names = |fields: &mut dyn Iterator<Item = &String>| {
+            fields.map(String::as_str).collect::<Vec<_>>().join(", ")
+        };
+        differences.push(format!(
+            "the same columns in another order ({a}: {}; {b}: {})",
+            names(&mut expected.iter().map(|f| f.name())),
+            names(&mut file.fields().iter().map(|f| f.name()))
+        ));
+    }
+    Err(ReleaseError::SchemaConflict {
+        dataset: dataset.dataset.clone(),
+        path: shown.to_string(),
+        first,
+        detail: differences.join("; "),
+    })
 }
 
 /// Data types equal up to the nullability and metadata of nested fields.

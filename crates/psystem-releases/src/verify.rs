@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::model::{DataFile, Release};
+use crate::model::{is_side_file, DataFile, Dataset, Release};
 use crate::ReleaseError;
 
 /// Bytes hashed per read of a local file.
@@ -44,6 +44,67 @@ impl ReleaseManifest {
     /// The entry for a release path (`output/target/part-….parquet`).
     pub fn entry(&self, path: &str) -> Option<&ManifestEntry> {
         self.manifest.entries.iter().find(|e| e.path == path)
+    }
+
+    /// The manifest's entries under `dataset`'s folder that name data files (not Spark side files, not in `_…` or
+    /// `.…` folders, as discovery skips them) absent from the dataset's files: files the release says it has but
+    /// the source does not serve. Each comes back as a [`FileStatus::Missing`] check (size and digest from the
+    /// manifest, no computed digest). Empty for a UniProt dataset, which is one file named by the release itself.
+    pub fn missing_files(&self, dataset: &Dataset) -> Vec<FileCheck> {
+        if dataset.path.is_empty() {
+            return Vec::new();
+        }
+        self.manifest
+            .entries
+            .iter()
+            .filter(|e| {
+                e.path
+                    .strip_prefix(dataset.path.as_str())
+                    .is_some_and(is_data_path)
+                    && !dataset.files.iter().any(|f| f.path == e.path)
+            })
+            .map(|e| FileCheck {
+                path: e.path.clone(),
+                size: e.size.unwrap_or(0),
+                algorithm: Some(e.algorithm.to_string()),
+                expected: Some(e.digest.clone()),
+                computed: None,
+                status: FileStatus::Missing,
+                detail: Some(format!(
+                    "listed in {} but not in the release folder",
+                    self.name
+                )),
+            })
+            .collect()
+    }
+
+    /// The dataset's files this manifest has no entry for: they cannot be verified, so they load only with
+    /// `--allow-unverified`.
+    pub fn unlisted_files<'a>(&self, dataset: &'a Dataset) -> Vec<&'a DataFile> {
+        dataset
+            .files
+            .iter()
+            .filter(|f| self.entry(&f.path).is_none())
+            .collect()
+    }
+
+    /// The [`FileStatus::Unverified`] check of a file this manifest does not list (not downloaded, so no
+    /// digest), with a detail saying so.
+    pub fn unlisted_check(&self, file: &DataFile) -> FileCheck {
+        FileCheck {
+            path: file.path.clone(),
+            size: file.size,
+            algorithm: None,
+            expected: None,
+            computed: None,
+            status: FileStatus::Unverified,
+            detail: Some(self.unlisted_detail()),
+        }
+    }
+
+    /// `not listed in release_data_integrity`: the detail of a file this manifest has no entry for.
+    pub fn unlisted_detail(&self) -> String {
+        format!("not listed in {}", self.name)
     }
 
     /// `release_data_integrity (412 files, sha1; matches its .sha1)` for people; `RELEASE.metalink (6 files, md5)`
@@ -210,15 +271,18 @@ pub enum FileStatus {
     Mismatch,
     /// No manifest entry to check it against (loaded only with `--allow-unverified`).
     Unverified,
+    /// The manifest lists the file but the release folder does not have it (the dataset is refused).
+    Missing,
 }
 
 impl FileStatus {
-    /// `verified`, `mismatch`, `unverified`.
+    /// `verified`, `mismatch`, `unverified`, `missing`.
     pub fn as_str(self) -> &'static str {
         match self {
             FileStatus::Verified => "verified",
             FileStatus::Mismatch => "mismatch",
             FileStatus::Unverified => "unverified",
+            FileStatus::Missing => "missing",
         }
     }
 }
@@ -238,7 +302,8 @@ pub struct FileCheck {
     pub computed: Option<String>,
     /// The verdict.
     pub status: FileStatus,
-    /// For a mismatch: the message naming both digests.
+    /// Why the file is not verified: for a mismatch the message naming both digests; for a missing or unlisted
+    /// file what the manifest says. `None` for a verified file.
     pub detail: Option<String>,
 }
 
@@ -339,6 +404,21 @@ pub async fn fetch_file(
         check,
         partitions: file.partitions.clone(),
     })
+}
+
+/// Whether a path below a dataset folder names a data file as discovery sees it: no folder or file name starting
+/// with `_` or `.`, not a Spark side file or checksum file.
+fn is_data_path(rest: &str) -> bool {
+    let mut parts = rest.split('/').peekable();
+    while let Some(part) = parts.next() {
+        if part.is_empty() || part.starts_with('_') || part.starts_with('.') {
+            return false;
+        }
+        if parts.peek().is_none() {
+            return !is_side_file(part);
+        }
+    }
+    false
 }
 
 /// The local path of `path` when the transport reads a `file://` folder: such files are hashed and loaded in
