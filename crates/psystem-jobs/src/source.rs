@@ -167,7 +167,11 @@ impl OpenSource {
     /// (files: `data.csv, line 3`, `data.parquet, row 7`; see
     /// [`FilesSource::place_of_row`](psystem_sources::files::FilesSource::place_of_row)); `None` for a GHO page or
     /// when it cannot be found.
-    pub async fn place_of_row(&self, position: Option<&serde_json::Value>, row: usize) -> Option<String> {
+    pub async fn place_of_row(
+        &mut self,
+        position: Option<&serde_json::Value>,
+        row: usize,
+    ) -> Option<String> {
         match self {
             OpenSource::Gho { .. } => None,
             OpenSource::Files(f) => {

@@ -28,6 +28,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_buffer::{NullBuffer, ScalarBuffer};
 use arrow_schema::{DataType, IntervalUnit, TimeUnit};
 use bytes::{BufMut, BytesMut};
+use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 use twox_hash::XxHash3_64;
 
@@ -684,28 +685,40 @@ fn pg_timestamp(v: i64, unit: TimeUnit) -> Result<i64, ValueError> {
         })
 }
 
-/// `days` since 1970-01-01 as a date for messages (`-4714-11-23`, `+300000-01-01`), or as a count of days when
-/// even that cannot be shown.
+/// `days` since 1970-01-01 as a date for messages, as PostgreSQL writes it (`4714-11-23 BC`, `300000-01-01`), or
+/// as a count of days when even that cannot be shown.
 fn show_date(days: i64) -> String {
     i32::try_from(days)
         .ok()
         .and_then(|d| chrono::NaiveDate::from_num_days_from_ce_opt(d.checked_add(719_163)?))
-        .map(|d| d.format("%Y-%m-%d").to_string())
+        .map(|d| with_era(d.year(), &d.format("-%m-%d").to_string()))
         .unwrap_or_else(|| format!("{days} days after 1970-01-01"))
 }
 
-/// A timestamp of `v` `unit`s since 1970-01-01 for messages (`+300000-01-01 00:00:00 UTC`), or as the count of
-/// units when even that cannot be shown.
+/// A timestamp of `v` `unit`s since 1970-01-01 for messages, as PostgreSQL writes it
+/// (`4714-11-23 00:00:00 BC`), or as the count of units when even that cannot be shown.
 fn show_timestamp(v: i64, unit: TimeUnit) -> String {
     let (instant, name) = match unit {
         TimeUnit::Second => (chrono::DateTime::from_timestamp(v, 0), "seconds"),
         TimeUnit::Millisecond => (chrono::DateTime::from_timestamp_millis(v), "milliseconds"),
         TimeUnit::Microsecond => (chrono::DateTime::from_timestamp_micros(v), "microseconds"),
-        TimeUnit::Nanosecond => (Some(chrono::DateTime::from_timestamp_nanos(v)), "nanoseconds"),
+        TimeUnit::Nanosecond => (
+            Some(chrono::DateTime::from_timestamp_nanos(v)),
+            "nanoseconds",
+        ),
     };
     match instant {
-        Some(t) => t.format("%Y-%m-%d %H:%M:%S%.f UTC").to_string(),
+        Some(t) => with_era(t.year(), &t.format("-%m-%d %H:%M:%S%.f").to_string()),
         None => format!("{v} {name} after 1970-01-01"),
+    }
+}
+
+/// The astronomical `year` (0 = 1 BC) followed by `rest`, with ` BC` after years before 1 AD.
+fn with_era(year: i32, rest: &str) -> String {
+    if year < 1 {
+        format!("{:04}{rest} BC", 1 - i64::from(year))
+    } else {
+        format!("{year:04}{rest}")
     }
 }
 
@@ -1631,7 +1644,10 @@ mod tests {
                 .timestamp_micros()
         };
         let first = micros(-4713, 11, 24);
-        assert_eq!(pg_timestamp(first, TimeUnit::Microsecond).ok(), Some(PG_MIN_MICROS));
+        assert_eq!(
+            pg_timestamp(first, TimeUnit::Microsecond).ok(),
+            Some(PG_MIN_MICROS)
+        );
         assert!(pg_timestamp(first - 1, TimeUnit::Microsecond).is_err());
         // Every microsecond or nanosecond count is a timestamp PostgreSQL holds once the start is passed.
         assert!(pg_timestamp(i64::MAX, TimeUnit::Microsecond).is_ok());
@@ -1643,28 +1659,42 @@ mod tests {
             pg_timestamp(end - 1, TimeUnit::Second).ok(),
             Some(PG_END_MICROS - 1_000_000)
         );
-        let ValueError::OutOfRange(detail) = pg_timestamp(end, TimeUnit::Second).unwrap_err() else {
+        let ValueError::OutOfRange(detail) = pg_timestamp(end, TimeUnit::Second).unwrap_err()
+        else {
             panic!("not out of range")
         };
-        assert!(detail.contains(&format!("{end} seconds after 1970-01-01")), "{detail}");
+        assert!(
+            detail.contains(&format!("{end} seconds after 1970-01-01")),
+            "{detail}"
+        );
         let ValueError::OutOfRange(detail) =
             pg_timestamp(micros(-5000, 1, 1) / 1000, TimeUnit::Millisecond).unwrap_err()
         else {
             panic!("not out of range")
         };
-        assert!(detail.contains("-5000-01-01 00:00:00 UTC"), "{detail}");
+        assert!(detail.contains("5001-01-01 00:00:00 BC"), "{detail}");
         // 9999-12-31 03:00 in every unit is exact.
         let late = micros(9999, 12, 31) + 3 * 3_600_000_000;
-        assert_eq!(pg_timestamp(late / 1_000_000, TimeUnit::Second).ok(), Some(late - PG_EPOCH_MICROS));
-        assert_eq!(pg_timestamp(late / 1_000, TimeUnit::Millisecond).ok(), Some(late - PG_EPOCH_MICROS));
+        assert_eq!(
+            pg_timestamp(late / 1_000_000, TimeUnit::Second).ok(),
+            Some(late - PG_EPOCH_MICROS)
+        );
+        assert_eq!(
+            pg_timestamp(late / 1_000, TimeUnit::Millisecond).ok(),
+            Some(late - PG_EPOCH_MICROS)
+        );
         for unit in [TimeUnit::Second, TimeUnit::Millisecond] {
             assert!(pg_timestamp(i64::MAX, unit).is_err());
             assert!(pg_timestamp(i64::MIN, unit).is_err());
         }
-        let ValueError::OutOfRange(detail) = pg_timestamp(i64::MAX, TimeUnit::Second).unwrap_err() else {
+        let ValueError::OutOfRange(detail) = pg_timestamp(i64::MAX, TimeUnit::Second).unwrap_err()
+        else {
             panic!("not out of range")
         };
-        assert!(detail.contains("9223372036854775807 seconds after 1970-01-01"), "{detail}");
+        assert!(
+            detail.contains("9223372036854775807 seconds after 1970-01-01"),
+            "{detail}"
+        );
         let days = |y: i32, m: u32, d: u32| {
             (chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap()
                 - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
@@ -1673,7 +1703,10 @@ mod tests {
         assert_eq!(pg_days(days(-4713, 11, 24)).ok(), Some(PG_MIN_DAYS as i32));
         assert!(pg_days(days(-4713, 11, 23)).is_err());
         assert_eq!(pg_days(days(2000, 1, 1)).ok(), Some(0));
-        assert_eq!(pg_days(PG_END_DAYS + PG_EPOCH_DAYS as i64 - 1).ok(), Some(PG_END_DAYS as i32 - 1));
+        assert_eq!(
+            pg_days(PG_END_DAYS + PG_EPOCH_DAYS as i64 - 1).ok(),
+            Some(PG_END_DAYS as i32 - 1)
+        );
         assert!(pg_days(PG_END_DAYS + PG_EPOCH_DAYS as i64).is_err());
         assert!(pg_days(i64::from(i32::MAX)).is_err());
         assert!(pg_days(i64::MIN).is_err());

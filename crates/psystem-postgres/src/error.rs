@@ -460,9 +460,8 @@ impl DestinationError {
     /// [`DestinationError::ValueOutOfRange`]) is about; `None` for every other error.
     pub fn value_row(&self) -> Option<usize> {
         match self {
-            DestinationError::NulInText { row, .. } | DestinationError::ValueOutOfRange { row, .. } => {
-                Some(*row)
-            }
+            DestinationError::NulInText { row, .. }
+            | DestinationError::ValueOutOfRange { row, .. } => Some(*row),
             _ => None,
         }
     }
@@ -477,11 +476,13 @@ impl DestinationError {
                 column,
                 detail: NUL_DETAIL.to_string(),
             },
-            DestinationError::ValueOutOfRange { column, detail, .. } => DestinationError::ValueInFile {
-                place: place.into(),
-                column,
-                detail,
-            },
+            DestinationError::ValueOutOfRange { column, detail, .. } => {
+                DestinationError::ValueInFile {
+                    place: place.into(),
+                    column,
+                    detail,
+                }
+            }
             other => other,
         }
     }

@@ -25,6 +25,8 @@
 //!   fields, preferring the format's own (`,` for CSV, tab for TSV).
 //! * Quoted cells (quote [`FilesConfig::quote`], `"` by default, doubled to escape) may hold
 //!   delimiters and line breaks. Line ends are `\n`, `\r\n` or `\r`; blank lines are skipped.
+//!   A quote that is never closed (it would swallow the rest of the file into one cell) is an
+//!   error naming the line where it opened.
 //! * [`FilesConfig::skip_rows`] rows are skipped first; then, with [`FilesConfig::header`], the
 //!   next row names the columns: names are trimmed, an empty one becomes `column_<n>` (`n` = the
 //!   1-based position in the row), a repeated one gets `_2`, `_3`, … (both reported in
@@ -48,7 +50,9 @@
 //!
 //! ## Parquet
 //! Types come from the file; [`FilesConfig::casts`] and [`FilesConfig::multi_valued`] are refused.
-//! Positions count rows ([`FilePosition::record`]).
+//! Positions count rows ([`FilePosition::record`]). INT96 timestamps are read as exact
+//! microseconds, and a file whose footer's row count is not its row groups' is refused
+//! ([`crate::parquet_read`]).
 //!
 //! # Types
 //! A column's type is, in this order: a list of text if it is in [`FilesConfig::multi_valued`]
@@ -705,7 +709,11 @@ impl FilesSource {
     /// messages about one of its values: `data.csv, line 3` (the 1-based line the row starts on) for CSV, TSV and
     /// JSON Lines, `data.parquet, row 7` (the 1-based data row) for Parquet. The rows before it are read again
     /// (the reader between batches is left alone); `None` when they cannot be.
-    pub async fn place_of_row(&self, from: Option<&FilePosition>, row: usize) -> Option<String> {
+    pub async fn place_of_row(
+        &mut self,
+        from: Option<&FilePosition>,
+        row: usize,
+    ) -> Option<String> {
         let plan = Arc::clone(&self.plan);
         let schema = Arc::clone(&self.schema);
         let common = Common {

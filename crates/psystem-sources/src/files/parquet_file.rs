@@ -7,11 +7,11 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use super::columns::preview;
-use crate::parquet_read::ParquetReadError;
 use super::{
     config_err, ColumnReport, Common, FileFormat, FilePosition, FilesBatch, FilesConfig, Opened,
     Plan as AnyPlan, TypeOrigin, SAMPLE_ROWS,
 };
+use crate::parquet_read::ParquetReadError;
 use crate::SourceError;
 
 /// An open Parquet file's row layout.
