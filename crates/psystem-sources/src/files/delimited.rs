@@ -174,7 +174,7 @@ impl Cursor {
             .seek(SeekFrom::Start(byte))
             .map_err(|e| common.io("cannot read it", &e))?;
         let mut rest = Vec::new();
-        (&mut self.probe)
+        self.probe
             .read_to_end(&mut rest)
             .map_err(|e| common.io("cannot read it", &e))?;
         let (quote, delimiter) = (self.quote, self.delimiter);
