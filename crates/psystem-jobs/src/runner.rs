@@ -614,9 +614,21 @@ async fn page_loop(
             .into(),
         };
         let total = page.total_rows.or(load.total_rows);
-        let report = destination
+        let report = match destination
             .commit_page_with(load, &batch, page.next, page.bytes, total, &extras)
-            .await?;
+            .await
+        {
+            Ok(report) => report,
+            // A value the destination refuses: say where in the source it is (file and line), not only the
+            // row of the page.
+            Err(e) => match e.value_row() {
+                Some(row) => match source.place_of_row(position.as_ref(), row).await {
+                    Some(place) => return Err(e.in_file(place).into()),
+                    None => return Err(e.into()),
+                },
+                None => return Err(e.into()),
+            },
+        };
         ids.new_ids += report.new_ids as u64;
         ids.deferred.extend(report.deferred);
         mirror(spec, status, load, JobState::Running, None)?;

@@ -163,6 +163,27 @@ impl OpenSource {
         }
     }
 
+    /// Where row `row` (0-based) of the batch read at `position` came from, for messages about one of its values
+    /// (files: `data.csv, line 3`, `data.parquet, row 7`; see
+    /// [`FilesSource::place_of_row`](psystem_sources::files::FilesSource::place_of_row)); `None` for a GHO page or
+    /// when it cannot be found.
+    pub async fn place_of_row(
+        &mut self,
+        position: Option<&serde_json::Value>,
+        row: usize,
+    ) -> Option<String> {
+        match self {
+            OpenSource::Gho { .. } => None,
+            OpenSource::Files(f) => {
+                let from: Option<FilePosition> = match position {
+                    Some(p) => Some(serde_json::from_value(p.clone()).ok()?),
+                    None => None,
+                };
+                f.place_of_row(from.as_ref(), row).await
+            }
+        }
+    }
+
     /// Reads the batch at `position` (`None` = the beginning); `Ok(None)` when there is nothing more.
     ///
     /// # Errors

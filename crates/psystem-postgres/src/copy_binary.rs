@@ -28,6 +28,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_buffer::{NullBuffer, ScalarBuffer};
 use arrow_schema::{DataType, IntervalUnit, TimeUnit};
 use bytes::{BufMut, BytesMut};
+use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 use twox_hash::XxHash3_64;
 
@@ -633,26 +634,92 @@ fn put_text_array(
     patch_len(out, len_at)
 }
 
+/// The first `date` PostgreSQL can hold, in days since 2000-01-01: 4714-11-24 BC (Julian day 0).
+const PG_MIN_DAYS: i64 = -2_451_545;
+/// The day after the last `date` PostgreSQL can hold (5874898-01-01), in days since 2000-01-01.
+const PG_END_DAYS: i64 = 2_147_483_494 - 2_451_545;
+/// The first `timestamp[tz]` PostgreSQL can hold, in microseconds since 2000-01-01: 4714-11-24 00:00 BC.
+const PG_MIN_MICROS: i64 = -211_813_488_000_000_000;
+/// The first instant after the last `timestamp[tz]` PostgreSQL can hold (294277-01-01 00:00), in microseconds
+/// since 2000-01-01.
+const PG_END_MICROS: i64 = 9_223_371_331_200_000_000;
+
 /// Days since 1970-01-01 → days since 2000-01-01 (PostgreSQL's `date`).
+///
+/// Errors: [`ValueError::OutOfRange`] for a date PostgreSQL cannot hold (before 4714-11-24 BC or after
+/// 5874897-12-31), never a wrapped value.
 fn pg_days(days: i64) -> Result<i32, ValueError> {
     days.checked_sub(PG_EPOCH_DAYS as i64)
+        .filter(|d| (PG_MIN_DAYS..PG_END_DAYS).contains(d))
         .and_then(|d| i32::try_from(d).ok())
         .ok_or_else(|| {
             ValueError::OutOfRange(format!(
-                "date {days} days after 1970-01-01 is out of range for PostgreSQL"
+                "the date {} is outside the range PostgreSQL's date can hold (4714-11-24 BC to 5874897-12-31); \
+                 correct the value in the source",
+                show_date(days)
             ))
         })
 }
 
 /// A timestamp in `unit` since 1970 → microseconds since 2000-01-01 (PostgreSQL's `timestamp[tz]`).
+///
+/// Errors: [`ValueError::OutOfRange`] for an instant PostgreSQL cannot hold (before 4714-11-24 BC or from
+/// 294277-01-01 on), never a wrapped value.
 fn pg_timestamp(v: i64, unit: TimeUnit) -> Result<i64, ValueError> {
-    to_micros(v, unit)
-        .and_then(|m| m.checked_sub(PG_EPOCH_MICROS))
+    // In i128: seconds and milliseconds near PostgreSQL's end overflow microseconds since 1970 in an i64.
+    let micros = match unit {
+        TimeUnit::Second => i128::from(v) * 1_000_000,
+        TimeUnit::Millisecond => i128::from(v) * 1_000,
+        TimeUnit::Microsecond => i128::from(v),
+        TimeUnit::Nanosecond => i128::from(v.div_euclid(1_000)),
+    } - i128::from(PG_EPOCH_MICROS);
+    i64::try_from(micros)
+        .ok()
+        .filter(|m| (PG_MIN_MICROS..PG_END_MICROS).contains(m))
         .ok_or_else(|| {
             ValueError::OutOfRange(format!(
-                "timestamp {v} ({unit:?} since 1970-01-01) is out of range for PostgreSQL"
+                "the timestamp {} is outside the range PostgreSQL's timestamp can hold (4714-11-24 BC to \
+                 294276-12-31 23:59:59.999999); correct the value in the source",
+                show_timestamp(v, unit)
             ))
         })
+}
+
+/// `days` since 1970-01-01 as a date for messages, as PostgreSQL writes it (`4714-11-23 BC`, `300000-01-01`), or
+/// as a count of days when even that cannot be shown.
+fn show_date(days: i64) -> String {
+    i32::try_from(days)
+        .ok()
+        .and_then(|d| chrono::NaiveDate::from_num_days_from_ce_opt(d.checked_add(719_163)?))
+        .map(|d| with_era(d.year(), &d.format("-%m-%d").to_string()))
+        .unwrap_or_else(|| format!("{days} days after 1970-01-01"))
+}
+
+/// A timestamp of `v` `unit`s since 1970-01-01 for messages, as PostgreSQL writes it
+/// (`4714-11-23 00:00:00 BC`), or as the count of units when even that cannot be shown.
+fn show_timestamp(v: i64, unit: TimeUnit) -> String {
+    let (instant, name) = match unit {
+        TimeUnit::Second => (chrono::DateTime::from_timestamp(v, 0), "seconds"),
+        TimeUnit::Millisecond => (chrono::DateTime::from_timestamp_millis(v), "milliseconds"),
+        TimeUnit::Microsecond => (chrono::DateTime::from_timestamp_micros(v), "microseconds"),
+        TimeUnit::Nanosecond => (
+            Some(chrono::DateTime::from_timestamp_nanos(v)),
+            "nanoseconds",
+        ),
+    };
+    match instant {
+        Some(t) => with_era(t.year(), &t.format("-%m-%d %H:%M:%S%.f").to_string()),
+        None => format!("{v} {name} after 1970-01-01"),
+    }
+}
+
+/// The astronomical `year` (0 = 1 BC) followed by `rest`, with ` BC` after years before 1 AD.
+fn with_era(year: i32, rest: &str) -> String {
+    if year < 1 {
+        format!("{:04}{rest} BC", 1 - i64::from(year))
+    } else {
+        format!("{year:04}{rest}")
+    }
 }
 
 /// A time of day in `unit` → microseconds since midnight, which must lie between 00:00 and 24:00.
@@ -1013,8 +1080,8 @@ impl<'a> Json<'a> {
             JsonKind::Timestamp(v, unit, tz) => {
                 let micros = to_micros(v[i], *unit).ok_or_else(|| {
                     ValueError::OutOfRange(format!(
-                        "timestamp {} ({unit:?} since 1970-01-01) is out of range for PostgreSQL",
-                        v[i]
+                        "the timestamp {} cannot be written as microseconds",
+                        show_timestamp(v[i], *unit)
                     ))
                 })?;
                 out.put_u8(b'"');
@@ -1561,6 +1628,88 @@ mod tests {
         assert_eq!(to_micros(i64::MAX, TimeUnit::Second), None);
         assert!(time_micros(86_400_000_001, TimeUnit::Microsecond).is_err());
         assert!(time_micros(-1, TimeUnit::Second).is_err());
+    }
+
+    /// PostgreSQL's own limits: `'4714-11-24 00:00:00 BC'` and `'294276-12-31 23:59:59.999999'` are the first and
+    /// last timestamps it accepts, `'4714-11-24 BC'` and `'5874897-12-31'` the first and last dates; one unit
+    /// past either end, and any value whose conversion overflows, is an error naming the value, never a wrap.
+    #[test]
+    fn timestamps_and_dates_outside_postgresql_are_errors() {
+        let micros = |y: i32, m: u32, d: u32| {
+            chrono::NaiveDate::from_ymd_opt(y, m, d)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_micros()
+        };
+        let first = micros(-4713, 11, 24);
+        assert_eq!(
+            pg_timestamp(first, TimeUnit::Microsecond).ok(),
+            Some(PG_MIN_MICROS)
+        );
+        assert!(pg_timestamp(first - 1, TimeUnit::Microsecond).is_err());
+        // Every microsecond or nanosecond count is a timestamp PostgreSQL holds once the start is passed.
+        assert!(pg_timestamp(i64::MAX, TimeUnit::Microsecond).is_ok());
+        assert!(pg_timestamp(i64::MIN, TimeUnit::Nanosecond).is_ok());
+        // 294277-01-01 (past chrono's last year) in seconds: the last second before it loads, it does not.
+        let end = (i128::from(PG_END_MICROS) + i128::from(PG_EPOCH_MICROS)) / 1_000_000;
+        let end = i64::try_from(end).unwrap();
+        assert_eq!(
+            pg_timestamp(end - 1, TimeUnit::Second).ok(),
+            Some(PG_END_MICROS - 1_000_000)
+        );
+        let ValueError::OutOfRange(detail) = pg_timestamp(end, TimeUnit::Second).unwrap_err()
+        else {
+            panic!("not out of range")
+        };
+        assert!(
+            detail.contains(&format!("{end} seconds after 1970-01-01")),
+            "{detail}"
+        );
+        let ValueError::OutOfRange(detail) =
+            pg_timestamp(micros(-5000, 1, 1) / 1000, TimeUnit::Millisecond).unwrap_err()
+        else {
+            panic!("not out of range")
+        };
+        assert!(detail.contains("5001-01-01 00:00:00 BC"), "{detail}");
+        // 9999-12-31 03:00 in every unit is exact.
+        let late = micros(9999, 12, 31) + 3 * 3_600_000_000;
+        assert_eq!(
+            pg_timestamp(late / 1_000_000, TimeUnit::Second).ok(),
+            Some(late - PG_EPOCH_MICROS)
+        );
+        assert_eq!(
+            pg_timestamp(late / 1_000, TimeUnit::Millisecond).ok(),
+            Some(late - PG_EPOCH_MICROS)
+        );
+        for unit in [TimeUnit::Second, TimeUnit::Millisecond] {
+            assert!(pg_timestamp(i64::MAX, unit).is_err());
+            assert!(pg_timestamp(i64::MIN, unit).is_err());
+        }
+        let ValueError::OutOfRange(detail) = pg_timestamp(i64::MAX, TimeUnit::Second).unwrap_err()
+        else {
+            panic!("not out of range")
+        };
+        assert!(
+            detail.contains("9223372036854775807 seconds after 1970-01-01"),
+            "{detail}"
+        );
+        let days = |y: i32, m: u32, d: u32| {
+            (chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap()
+                - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+            .num_days()
+        };
+        assert_eq!(pg_days(days(-4713, 11, 24)).ok(), Some(PG_MIN_DAYS as i32));
+        assert!(pg_days(days(-4713, 11, 23)).is_err());
+        assert_eq!(pg_days(days(2000, 1, 1)).ok(), Some(0));
+        assert_eq!(
+            pg_days(PG_END_DAYS + PG_EPOCH_DAYS as i64 - 1).ok(),
+            Some(PG_END_DAYS as i32 - 1)
+        );
+        assert!(pg_days(PG_END_DAYS + PG_EPOCH_DAYS as i64).is_err());
+        assert!(pg_days(i64::from(i32::MAX)).is_err());
+        assert!(pg_days(i64::MIN).is_err());
     }
 
     #[test]

@@ -78,6 +78,19 @@ pub enum DestinationError {
         detail: String,
     },
 
+    /// A value of a file cannot be loaded ([`DestinationError::NulInText`] or
+    /// [`DestinationError::ValueOutOfRange`] placed in the file its row came from, see
+    /// [`DestinationError::in_file`]).
+    #[error("{place}, column \"{column}\": {detail}")]
+    ValueInFile {
+        /// The file and the place in it, e.g. `data.csv, line 3` or `part-0.parquet, row 7` (1-based).
+        place: String,
+        /// The column name.
+        column: String,
+        /// What is wrong with the value and what to do.
+        detail: String,
+    },
+
     /// A schema, table or column name cannot be used as a PostgreSQL identifier.
     #[error("{identifier:?} cannot be used as a PostgreSQL name: {reason}; rename it in the entry's transform or destination")]
     InvalidIdentifier {
@@ -454,7 +467,42 @@ pub enum DestinationError {
     },
 }
 
+/// What [`DestinationError::NulInText`] says about the value.
+const NUL_DETAIL: &str =
+    "the value contains a NUL (\\0) character, which PostgreSQL text cannot store; remove it from the source value";
+
 impl DestinationError {
+    /// The 0-based row of the record batch that a value error ([`DestinationError::NulInText`],
+    /// [`DestinationError::ValueOutOfRange`]) is about; `None` for every other error.
+    pub fn value_row(&self) -> Option<usize> {
+        match self {
+            DestinationError::NulInText { row, .. }
+            | DestinationError::ValueOutOfRange { row, .. } => Some(*row),
+            _ => None,
+        }
+    }
+
+    /// A value error ([`DestinationError::NulInText`], [`DestinationError::ValueOutOfRange`]) placed in the file
+    /// its row came from: a [`DestinationError::ValueInFile`] at `place` (e.g. `data.csv, line 3`). Every other
+    /// error is returned as it is.
+    pub fn in_file(self, place: impl Into<String>) -> DestinationError {
+        match self {
+            DestinationError::NulInText { column, .. } => DestinationError::ValueInFile {
+                place: place.into(),
+                column,
+                detail: NUL_DETAIL.to_string(),
+            },
+            DestinationError::ValueOutOfRange { column, detail, .. } => {
+                DestinationError::ValueInFile {
+                    place: place.into(),
+                    column,
+                    detail,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// A [`DestinationError::Database`] with the given context.
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> DestinationError {
         let context = context.into();

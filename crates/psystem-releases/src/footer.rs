@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arrow_schema::Schema;
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
+use psystem_sources::parquet_read::{check_row_counts, exact_schema};
 use psystem_transport::Transport;
 use serde::Serialize;
 
@@ -21,7 +22,7 @@ const FIRST_READ: u64 = 64 * 1024;
 #[derive(Debug, Clone, Serialize)]
 pub struct FooterSummary {
     /// The Arrow schema (from the footer's embedded Arrow schema if Spark or arrow-rs wrote one, else converted
-    /// from the Parquet schema).
+    /// from the Parquet schema), INT96 columns as microseconds as [`crate::reader::read_file`] reads them.
     #[serde(skip)]
     pub schema: Arc<Schema>,
     /// Rows in the file.
@@ -35,7 +36,8 @@ pub struct FooterSummary {
 /// Reads the footer of the Parquet file at `path` (relative to the transport's base) whose size is `size` bytes.
 ///
 /// Errors: [`ReleaseError::Parquet`] for a file too short or without the `PAR1` magic (a truncated download, or
-/// not Parquet) or a footer that does not decode; transport errors as they come.
+/// not Parquet), a footer that does not decode, or one whose row count is not its row groups'; transport errors as
+/// they come.
 pub async fn read_footer(
     transport: &Transport,
     path: &str,
@@ -111,6 +113,10 @@ fn decode(bytes: &[u8], path: &str) -> Result<ParquetMetaData, ReleaseError> {
 
 fn summarize(metadata: &ParquetMetaData, path: &str) -> Result<FooterSummary, ReleaseError> {
     let file = metadata.file_metadata();
+    check_row_counts(metadata).map_err(|e| ReleaseError::Parquet {
+        path: path.to_string(),
+        detail: e.to_string(),
+    })?;
     let schema =
         parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata()).map_err(|e| {
             ReleaseError::Parquet {
@@ -118,6 +124,7 @@ fn summarize(metadata: &ParquetMetaData, path: &str) -> Result<FooterSummary, Re
                 detail: format!("cannot convert its schema to Arrow: {e}"),
             }
         })?;
+    let schema = exact_schema(metadata, &schema).unwrap_or(schema);
     Ok(FooterSummary {
         schema: Arc::new(schema),
         rows: u64::try_from(file.num_rows()).unwrap_or(0),

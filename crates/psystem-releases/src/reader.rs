@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use psystem_core::flatten::{flatten_batch, flatten_schema, FlattenOptions};
+use psystem_sources::parquet_read::reader_builder;
 use tokio::sync::mpsc;
 
 use crate::ReleaseError;
@@ -91,8 +91,11 @@ impl DatasetSchema {
 /// Reads one local Parquet file as flattened record batches of the dataset's schema.
 ///
 /// `shown` names the file in errors (its release path); `partitions` are its Hive partition values.
-/// Errors: [`ReleaseError::Parquet`] for an unreadable or truncated file (naming it),
-/// [`ReleaseError::SchemaConflict`] when its columns differ from the dataset's.
+/// INT96 timestamps are read as exact microseconds ([`psystem_sources::parquet_read`]).
+///
+/// Errors: [`ReleaseError::Parquet`] for an unreadable or truncated file, or one whose footer's row count is not
+/// its row groups' (naming it and both counts); [`ReleaseError::SchemaConflict`] when its columns differ from the
+/// dataset's.
 pub fn read_file(
     local: &Path,
     shown: &str,
@@ -107,7 +110,7 @@ pub fn read_file(
         path: local.display().to_string(),
         source,
     })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_err(&e))?;
+    let builder = reader_builder(file).map_err(|e| parquet_err(&e))?;
     check_file_schema(builder.schema(), schema, shown)?;
     let reader = builder
         .with_batch_size(BATCH_ROWS)

@@ -10,5 +10,6 @@ mod error;
 pub mod files;
 pub mod gho;
 pub mod manifest;
+pub mod parquet_read;
 
 pub use error::SourceError;

@@ -610,7 +610,8 @@ impl DatasetLoad {
     /// # Errors
     /// [`DestinationError::UnitSource`] naming the unit when `batches` yields an error;
     /// [`DestinationError::UnitLost`] when the unit is no longer this worker's; [`DestinationError::LoadNotActive`];
-    /// [`DestinationError::BatchSchemaMismatch`]; the encoder's errors ([`DestinationError::NulInText`], …);
+    /// [`DestinationError::BatchSchemaMismatch`]; a value the encoder refuses as [`DestinationError::ValueInFile`]
+    /// naming the unit's file and the 1-based row in it; the encoder's other errors;
     /// [`DestinationError::Database`].
     pub async fn copy_unit<S: BatchSource>(
         &self,
@@ -707,6 +708,8 @@ impl DatasetLoad {
             };
             for row in 0..encoder.num_rows() {
                 if let Err(e) = encoder.write_row_hashed(row, &mut buf) {
+                    // The unit is one file: its rows so far place the value in it (1-based).
+                    let e = e.in_file(format!("{}, row {}", unit.key, rows + row as u64 + 1));
                     let _ = copy.abort(e.to_string()).await;
                     return Err(e);
                 }

@@ -32,7 +32,7 @@ pub(super) struct Plan {
     marker: Option<Vec<u8>>,
     columns: Vec<ColumnPlan>,
     /// The first data row (right after the header).
-    data_start: FilePosition,
+    pub(super) data_start: FilePosition,
     sample_rows: u64,
 }
 
@@ -40,6 +40,21 @@ pub(super) struct Plan {
 struct Cursor {
     rdr: csv::Reader<File>,
     probe: File,
+    delimiter: u8,
+    quote: u8,
+}
+
+/// Where a byte of a record leaves the `csv` crate's parser, as far as quotes go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    /// At the start of a field (a quote here opens a quoted field).
+    FieldStart,
+    /// In a field that did not start with a quote (quotes in it are plain characters).
+    Unquoted,
+    /// Inside quotes.
+    Quoted,
+    /// Right after a quote inside quotes: it closed the field, or it is the first of a doubled quote.
+    QuoteInQuoted,
 }
 
 /// How rows are told apart and checked.
@@ -67,6 +82,8 @@ impl Cursor {
         let mut cursor = Cursor {
             rdr,
             probe: open()?,
+            delimiter,
+            quote,
         };
         if start.byte != 0 {
             cursor.seek(common, start)?;
@@ -132,11 +149,66 @@ impl Cursor {
             {
                 return Ok(None);
             }
+            if self.rdr.position().byte() >= common.size {
+                // The record ran into the end of the file: an unclosed quote would have swallowed the rest.
+                self.check_quotes_closed(common, &pos)?;
+            }
             if rec.len() == 1 && rec[0].trim_ascii().is_empty() {
                 continue;
             }
             return Ok(Some(pos));
         }
+    }
+
+    /// Checks that the file's last record, starting at `raw`, closes every quote it opens: the `csv` crate reads
+    /// an unclosed quote to the end of the file as one cell without saying so.
+    ///
+    /// Errors: [`SourceError::File`] naming the line where the quote that is never closed opened.
+    fn check_quotes_closed(
+        &mut self,
+        common: &Common,
+        raw: &csv::Position,
+    ) -> Result<(), SourceError> {
+        let (byte, mut line) = self.exact(common, raw)?;
+        self.probe
+            .seek(SeekFrom::Start(byte))
+            .map_err(|e| common.io("cannot read it", &e))?;
+        let mut rest = Vec::new();
+        self.probe
+            .read_to_end(&mut rest)
+            .map_err(|e| common.io("cannot read it", &e))?;
+        let (quote, delimiter) = (self.quote, self.delimiter);
+        let mut state = QuoteState::FieldStart;
+        let mut opened = line;
+        for &b in &rest {
+            state = match (state, b) {
+                (QuoteState::FieldStart, b) if b == quote => {
+                    opened = line;
+                    QuoteState::Quoted
+                }
+                (QuoteState::Quoted, b) if b == quote => QuoteState::QuoteInQuoted,
+                (QuoteState::Quoted, _) => QuoteState::Quoted,
+                // `""` inside quotes is one quote character.
+                (QuoteState::QuoteInQuoted, b) if b == quote => QuoteState::Quoted,
+                (_, b) if b == delimiter || b == b'\n' || b == b'\r' => QuoteState::FieldStart,
+                _ => QuoteState::Unquoted,
+            };
+            if b == b'\n' {
+                line += 1;
+            }
+        }
+        if state == QuoteState::Quoted {
+            return Err(common.err(
+                Some(opened),
+                None,
+                format!(
+                    "quote opened here is never closed: the rest of the file would be read as one value; \
+                     close the quote ({q}) or double each {q} inside a quoted value ({q}{q})",
+                    q = char::from(quote)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The next data record: ignored rows skipped, the field count checked.

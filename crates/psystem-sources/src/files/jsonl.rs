@@ -21,7 +21,7 @@ use crate::SourceError;
 pub(super) struct Plan {
     columns: Vec<ColumnPlan>,
     /// The first line (after a BOM).
-    data_start: FilePosition,
+    pub(super) data_start: FilePosition,
     sample_rows: u64,
 }
 

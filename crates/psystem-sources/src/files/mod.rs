@@ -25,6 +25,8 @@
 //!   fields, preferring the format's own (`,` for CSV, tab for TSV).
 //! * Quoted cells (quote [`FilesConfig::quote`], `"` by default, doubled to escape) may hold
 //!   delimiters and line breaks. Line ends are `\n`, `\r\n` or `\r`; blank lines are skipped.
+//!   A quote that is never closed (it would swallow the rest of the file into one cell) is an
+//!   error naming the line where it opened.
 //! * [`FilesConfig::skip_rows`] rows are skipped first; then, with [`FilesConfig::header`], the
 //!   next row names the columns: names are trimmed, an empty one becomes `column_<n>` (`n` = the
 //!   1-based position in the row), a repeated one gets `_2`, `_3`, … (both reported in
@@ -48,7 +50,9 @@
 //!
 //! ## Parquet
 //! Types come from the file; [`FilesConfig::casts`] and [`FilesConfig::multi_valued`] are refused.
-//! Positions count rows ([`FilePosition::record`]).
+//! Positions count rows ([`FilePosition::record`]). INT96 timestamps are read as exact
+//! microseconds, and a file whose footer's row count is not its row groups' is refused
+//! ([`crate::parquet_read`]).
 //!
 //! # Types
 //! A column's type is, in this order: a list of text if it is in [`FilesConfig::multi_valued`]
@@ -534,6 +538,21 @@ enum Plan {
     Parquet(parquet_file::Plan),
 }
 
+impl Plan {
+    /// Where the data rows start (Parquet: row 0).
+    fn data_start(&self) -> FilePosition {
+        match self {
+            Plan::Delimited(p) => p.data_start.clone(),
+            Plan::Jsonl(p) => p.data_start.clone(),
+            Plan::Parquet(_) => FilePosition {
+                byte: 0,
+                line: 0,
+                record: 0,
+            },
+        }
+    }
+}
+
 /// An open reader, kept between batches so that a read continuing where the last one stopped
 /// needs no seek.
 enum Reader {
@@ -684,6 +703,49 @@ impl FilesSource {
         .await?;
         self.reader = reader;
         result
+    }
+
+    /// Where row `row` (0-based) of the batch read from `from` (`None`: the first data row) is in the file, for
+    /// messages about one of its values: `data.csv, line 3` (the 1-based line the row starts on) for CSV, TSV and
+    /// JSON Lines, `data.parquet, row 7` (the 1-based data row) for Parquet. The rows before it are read again
+    /// (the reader between batches is left alone); `None` when they cannot be.
+    pub async fn place_of_row(
+        &mut self,
+        from: Option<&FilePosition>,
+        row: usize,
+    ) -> Option<String> {
+        let plan = Arc::clone(&self.plan);
+        let schema = Arc::clone(&self.schema);
+        let common = Common {
+            display: self.common.display.clone(),
+            path: self.common.path.clone(),
+            size: self.common.size,
+            batch_rows: row.max(1),
+        };
+        let from = from.cloned();
+        blocking(&self.common.display, move || {
+            let start = from.clone().unwrap_or_else(|| plan.data_start());
+            let at = if row == 0 || matches!(*plan, Plan::Parquet(_)) {
+                FilePosition {
+                    record: start.record + row as u64,
+                    ..start
+                }
+            } else {
+                let mut reader = Reader::new(&common, &plan).ok()?;
+                let before = reader.read(&common, &plan, &schema, from.as_ref()).ok()??;
+                if before.batch.num_rows() != row {
+                    return None;
+                }
+                before.next
+            };
+            Some(match *plan {
+                Plan::Parquet(_) => format!("{}, row {}", common.display, at.record + 1),
+                _ => format!("{}, line {}", common.display, at.line),
+            })
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }
 

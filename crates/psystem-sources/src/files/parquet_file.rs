@@ -11,6 +11,7 @@ use super::{
     config_err, ColumnReport, Common, FileFormat, FilePosition, FilesBatch, FilesConfig, Opened,
     Plan as AnyPlan, TypeOrigin, SAMPLE_ROWS,
 };
+use crate::parquet_read::ParquetReadError;
 use crate::SourceError;
 
 /// An open Parquet file's row layout.
@@ -23,12 +24,13 @@ pub(super) struct Plan {
 
 fn builder(common: &Common) -> Result<ParquetRecordBatchReaderBuilder<File>, SourceError> {
     let file = File::open(&common.path).map_err(|e| common.io("cannot open it", &e))?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-        common.err(
+    crate::parquet_read::reader_builder(file).map_err(|e| match e {
+        ParquetReadError::Unreadable(e) => common.err(
             None,
             None,
             format!("it is not a readable Parquet file: {e}; check that the file is complete and is Parquet"),
-        )
+        ),
+        inconsistent => common.err(None, None, inconsistent.to_string()),
     })
 }
 
