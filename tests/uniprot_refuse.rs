@@ -204,7 +204,7 @@ async fn a_worker_never_works_units_split_over_another_version_of_the_file() {
 /// (unreviewed), then the molecule type `PRT;`.
 fn old_id_line(e: &FlatEntry) -> FlatEntry {
     let id = e.text.lines().next().unwrap();
-    let length = id.split_whitespace().nth(2).unwrap();
+    let length = id.split_whitespace().nth(3).unwrap();
     let status = if e.reviewed { "STANDARD;" } else { "PRELIMINARY;" };
     let old = format!("ID   {:<11} {:<12}  PRT; {:>5} AA.", e.entry_name, status, length);
     FlatEntry { text: e.text.replacen(id, &old, 1), ..e.clone() }
