@@ -66,7 +66,11 @@ fn release(entries: &[FlatEntry], metalink: bool) -> MirrorRelease {
 }
 
 /// The table digests after a clean load of `entries` (fresh mirror, database and home) with `args`.
-async fn clean_load(entries: &[FlatEntry], metalink: bool, args: &[&str]) -> Vec<(String, i64, String)> {
+async fn clean_load(
+    entries: &[FlatEntry],
+    metalink: bool,
+    args: &[&str],
+) -> Vec<(String, i64, String)> {
     let dir = tempfile::tempdir().unwrap();
     let mirror = UniprotMirror::build(dir.path(), &[release(entries, metalink)]).unwrap();
     let server = mirror.serve().await.unwrap();
@@ -74,7 +78,11 @@ async fn clean_load(entries: &[FlatEntry], metalink: bool, args: &[&str]) -> Vec
     let out = run_uniprot(&Env::new(), &server.base_url(), db.url(), args);
     assert!(out.status.success(), "clean load: {}", text(&out));
     let digests = table_digests(db.url()).await;
-    assert_eq!(digests[0].1 as usize, entries.len(), "the clean load holds every entry");
+    assert_eq!(
+        digests[0].1 as usize,
+        entries.len(),
+        "the clean load holds every entry"
+    );
     digests
 }
 
@@ -90,7 +98,11 @@ fn with_bad_crc64(e: &FlatEntry) -> FlatEntry {
     assert_eq!(crc.len(), 16, "{sq}");
     let bad: String = crc
         .chars()
-        .map(|c| std::char::from_digit((c.to_digit(16).unwrap() + 1) % 16, 16).unwrap().to_ascii_uppercase())
+        .map(|c| {
+            std::char::from_digit((c.to_digit(16).unwrap() + 1) % 16, 16)
+                .unwrap()
+                .to_ascii_uppercase()
+        })
         .collect();
     let text = e.text.replacen(sq, &sq.replacen(crc, &bad, 1), 1);
     assert_ne!(text, e.text);
@@ -110,7 +122,11 @@ fn without_last_sequence_line(e: &FlatEntry) -> FlatEntry {
 /// Loads `broken` (it fails on `victim`, a corrupted entry), replaces the mirror's file by `corrected` (new MD5 in the
 /// metalink), runs the same command again and asserts that it succeeds with the tables of a clean load of
 /// `corrected`.
-async fn fail_then_rerun_over_the_corrected_file(broken: Vec<FlatEntry>, corrected: Vec<FlatEntry>, victim: &str) {
+async fn fail_then_rerun_over_the_corrected_file(
+    broken: Vec<FlatEntry>,
+    corrected: Vec<FlatEntry>,
+    victim: &str,
+) {
     let args = ["--unit-size", "100KiB", "--workers", "2"];
     let want = clean_load(&corrected, true, &args).await;
 
@@ -120,18 +136,41 @@ async fn fail_then_rerun_over_the_corrected_file(broken: Vec<FlatEntry>, correct
     let db = TestDb::create().await;
     let env = Env::new();
     let out = run_uniprot(&env, &server.base_url(), db.url(), &args);
-    assert!(!out.status.success(), "the corrupted entry fails the load: {}", text(&out));
-    assert!(text(&out).contains(victim), "the error names the entry: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "the corrupted entry fails the load: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains(victim),
+        "the error names the entry: {}",
+        text(&out)
+    );
 
     // The mirror now serves the corrected file, with its MD5 in RELEASE.metalink.
-    let metalink = |dir: &Path| std::fs::read_to_string(dir.join("current_release/knowledgebase/complete/RELEASE.metalink")).unwrap();
+    let metalink = |dir: &Path| {
+        std::fs::read_to_string(dir.join("current_release/knowledgebase/complete/RELEASE.metalink"))
+            .unwrap()
+    };
     let before = metalink(dir.path());
     UniprotMirror::build(dir.path(), &[release(&corrected, true)]).unwrap();
-    assert_ne!(before, metalink(dir.path()), "the corrected file has a new MD5");
+    assert_ne!(
+        before,
+        metalink(dir.path()),
+        "the corrected file has a new MD5"
+    );
 
     let out = run_uniprot(&env, &server.base_url(), db.url(), &args);
-    assert!(out.status.success(), "the rerun loads the corrected file: {}", text(&out));
-    assert_eq!(table_digests(db.url()).await, want, "the tables equal a clean load of the corrected file");
+    assert!(
+        out.status.success(),
+        "the rerun loads the corrected file: {}",
+        text(&out)
+    );
+    assert_eq!(
+        table_digests(db.url()).await,
+        want,
+        "the tables equal a clean load of the corrected file"
+    );
     let pool = PgPool::connect(db.url()).await.unwrap();
     let (rows, verified): (i64, bool) = sqlx::query_as(
         "SELECT rows, verified FROM psystem.loads WHERE state = 'completed' ORDER BY id DESC LIMIT 1",
@@ -139,7 +178,11 @@ async fn fail_then_rerun_over_the_corrected_file(broken: Vec<FlatEntry>, correct
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(rows as usize, corrected.len(), "the ledger counts every entry of the new file");
+    assert_eq!(
+        rows as usize,
+        corrected.len(),
+        "the ledger counts every entry of the new file"
+    );
     assert!(verified);
 }
 
@@ -183,21 +226,41 @@ async fn a_worker_never_works_units_split_over_another_version_of_the_file() {
     // The mirror now serves another file under the same name; a worker joining the load must not use it.
     UniprotMirror::build(dir.path(), &[release(&good, false)]).unwrap();
     let worker = Env::new();
-    let out = worker.run(&["worker", "--db", db.url(), "--exit-when-idle", "--threads", "1", "--poll", "300ms"]);
+    let out = worker.run(&[
+        "worker",
+        "--db",
+        db.url(),
+        "--exit-when-idle",
+        "--threads",
+        "1",
+        "--poll",
+        "300ms",
+    ]);
     let all = text(&out);
-    assert!(all.contains("sha1 mismatch"), "the worker says why it does not join: {all}");
+    assert!(
+        all.contains("sha1 mismatch"),
+        "the worker says why it does not join: {all}"
+    );
     assert!(!all.contains("Some("), "{all}");
     let pool = PgPool::connect(db.url()).await.unwrap();
-    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM psystem.work_units WHERE state = 'done'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(done, 0, "no unit of the old file was worked over the new one");
+    let done: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM psystem.work_units WHERE state = 'done'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        done, 0,
+        "no unit of the old file was worked over the new one"
+    );
 
     // The next run splits the new file and loads it.
     let out = run_uniprot(&coordinator, &server.base_url(), db.url(), &args);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(table_digests(db.url()).await, want, "the tables equal a clean load of the new file");
+    assert_eq!(
+        table_digests(db.url()).await,
+        want,
+        "the tables equal a clean load of the new file"
+    );
 }
 
 /// `e` with its ID line in the format of UniProtKB before release 9: `STANDARD;` (reviewed) or `PRELIMINARY;`
@@ -205,16 +268,38 @@ async fn a_worker_never_works_units_split_over_another_version_of_the_file() {
 fn old_id_line(e: &FlatEntry) -> FlatEntry {
     let id = e.text.lines().next().unwrap();
     let length = id.split_whitespace().nth(3).unwrap();
-    let status = if e.reviewed { "STANDARD;" } else { "PRELIMINARY;" };
-    let old = format!("ID   {:<11} {:<12}  PRT; {:>5} AA.", e.entry_name, status, length);
-    FlatEntry { text: e.text.replacen(id, &old, 1), ..e.clone() }
+    let status = if e.reviewed {
+        "STANDARD;"
+    } else {
+        "PRELIMINARY;"
+    };
+    let old = format!(
+        "ID   {:<11} {:<12}  PRT; {:>5} AA.",
+        e.entry_name, status, length
+    );
+    FlatEntry {
+        text: e.text.replacen(id, &old, 1),
+        ..e.clone()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flat_file_from_before_release_9_loads_and_a_bad_status_is_refused_in_plain_words() {
     // Reviewed and unreviewed fixture entries, their ID lines written as before UniProtKB release 9.
-    let entries: Vec<FlatEntry> = psystem_testkit::uniprot::fixture_entries().unwrap().iter().map(old_id_line).collect();
-    assert!(entries[0].text.starts_with("ID   ") && entries[0].text.lines().next().unwrap().contains(" STANDARD; "));
+    let entries: Vec<FlatEntry> = psystem_testkit::uniprot::fixture_entries()
+        .unwrap()
+        .iter()
+        .map(old_id_line)
+        .collect();
+    assert!(
+        entries[0].text.starts_with("ID   ")
+            && entries[0]
+                .text
+                .lines()
+                .next()
+                .unwrap()
+                .contains(" STANDARD; ")
+    );
     let unreviewed = entries.iter().filter(|e| !e.reviewed).count();
     assert!(unreviewed > 0, "some entries are PRELIMINARY");
     let dir = tempfile::tempdir().unwrap();
@@ -231,11 +316,18 @@ async fn a_flat_file_from_before_release_9_loads_and_a_bad_status_is_refused_in_
             .await
             .unwrap();
     assert_eq!(n as usize, entries.len());
-    assert_eq!((n - reviewed) as usize, unreviewed, "PRELIMINARY entries are unreviewed");
+    assert_eq!(
+        (n - reviewed) as usize,
+        unreviewed,
+        "PRELIMINARY entries are unreviewed"
+    );
 
     // An ID line whose status is neither: refused naming the file, line and status, no Rust debug text.
     let mut bad = entries.clone();
-    bad[2] = FlatEntry { text: bad[2].text.replacen(" STANDARD; ", " CURATED;  ", 1), ..bad[2].clone() };
+    bad[2] = FlatEntry {
+        text: bad[2].text.replacen(" STANDARD; ", " CURATED;  ", 1),
+        ..bad[2].clone()
+    };
     let dir = tempfile::tempdir().unwrap();
     let mirror = UniprotMirror::build(dir.path(), &[release(&bad, true)]).unwrap();
     let server = mirror.serve().await.unwrap();
@@ -243,7 +335,10 @@ async fn a_flat_file_from_before_release_9_loads_and_a_bad_status_is_refused_in_
     let out = run_uniprot(&Env::new(), &server.base_url(), db.url(), &[]);
     assert!(!out.status.success(), "{}", text(&out));
     let all = text(&out);
-    assert!(all.contains("uniprot_sprot.dat.gz:"), "names the file and line: {all}");
+    assert!(
+        all.contains("uniprot_sprot.dat.gz:"),
+        "names the file and line: {all}"
+    );
     assert!(all.contains("`CURATED;`"), "names the status: {all}");
     assert!(!all.contains("Some("), "no Rust debug text: {all}");
 }

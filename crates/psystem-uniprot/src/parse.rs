@@ -1616,10 +1616,22 @@ SQ   SEQUENCE   256 AA;  29735 MW;  B4840739BF7D4121 CRC64;
     #[test]
     fn id_lines_before_release_9_read_standard_and_preliminary() {
         for (id, status) in [
-            ("ID   001R_FRG3G              Reviewed;         256 AA.", Status::Reviewed),
-            ("ID   001R_FRG3G              Unreviewed;       256 AA.", Status::Unreviewed),
-            ("ID   001R_FRG3G     STANDARD;      PRT;   256 AA.", Status::Reviewed),
-            ("ID   001R_FRG3G     PRELIMINARY;      PRT;   256 AA.", Status::Unreviewed),
+            (
+                "ID   001R_FRG3G              Reviewed;         256 AA.",
+                Status::Reviewed,
+            ),
+            (
+                "ID   001R_FRG3G              Unreviewed;       256 AA.",
+                Status::Unreviewed,
+            ),
+            (
+                "ID   001R_FRG3G     STANDARD;      PRT;   256 AA.",
+                Status::Reviewed,
+            ),
+            (
+                "ID   001R_FRG3G     PRELIMINARY;      PRT;   256 AA.",
+                Status::Unreviewed,
+            ),
             ("ID   001R_FRG3G     STANDARD;   256 AA.", Status::Reviewed),
         ] {
             let text = format!("{id}\n{Q6GZX4_AFTER_ID}");
@@ -1630,16 +1642,31 @@ SQ   SEQUENCE   256 AA;  29735 MW;  B4840739BF7D4121 CRC64;
             assert_eq!(e.sequence.length, 256);
         }
         for (id, says) in [
-            ("ID   001R_FRG3G     CURATED;      PRT;   256 AA.", "status `CURATED;` is not"),
+            (
+                "ID   001R_FRG3G     CURATED;      PRT;   256 AA.",
+                "status `CURATED;` is not",
+            ),
             ("ID   001R_FRG3G", "no status after the entry name"),
-            ("ID   001R_FRG3G     STANDARD;      PRT;", "no sequence length"),
-            ("ID   001R_FRG3G     Reviewed;      PRT;   256 AA.", "sequence length"),
+            (
+                "ID   001R_FRG3G     STANDARD;      PRT;",
+                "no sequence length",
+            ),
+            (
+                "ID   001R_FRG3G     Reviewed;      PRT;   256 AA.",
+                "sequence length",
+            ),
         ] {
             let text = format!("{id}\n{Q6GZX4_AFTER_ID}");
             let err = crate::parse_entry(text.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(says), "{id}: {err}");
-            assert!(err.starts_with("1: entry 001R_FRG3G: malformed ID line"), "{err}");
-            assert!(!err.contains("Some(") && !err.contains('"'), "no Rust debug text: {err}");
+            assert!(
+                err.starts_with("1: entry 001R_FRG3G: malformed ID line"),
+                "{err}"
+            );
+            assert!(
+                !err.contains("Some(") && !err.contains('"'),
+                "no Rust debug text: {err}"
+            );
         }
     }
 
