@@ -734,7 +734,7 @@ async fn schema_drift_across_releases_adds_widens_keeps_and_refuses() {
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
     assert!(
-        all.contains("\"n\"") || all.contains(" n "),
+        all.contains("`n`") || all.contains(" n "),
         "names the column: {all}"
     );
     assert!(

@@ -54,7 +54,7 @@ impl Default for FlattenOptions {
 #[non_exhaustive]
 pub enum FlattenError {
     /// Two columns get the same name after flattening.
-    #[error("after flattening, column {name:?} would come from both {first} and {second}; rename one of them in the source, or choose another flatten separator or depth")]
+    #[error("after flattening, column `{name}` would come from both {first} and {second}; rename one of them in the source, or choose another flatten separator or depth")]
     NameCollision {
         /// The flattened name both would get.
         name: String,

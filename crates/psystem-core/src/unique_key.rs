@@ -85,7 +85,7 @@ pub enum KeyError {
     #[error("the unique key names no columns; list at least one column")]
     NoColumns,
     /// A key column is not in the batch.
-    #[error("unique key column {column:?} is not in the data (columns: {available:?}); fix the unique key or the entry's column selection")]
+    #[error("unique key column `{column}` is not in the data (columns: `{}`); fix the unique key or the entry's column selection", available.join("`, `"))]
     MissingColumn {
         /// The missing column.
         column: String,
@@ -93,7 +93,7 @@ pub enum KeyError {
         available: Vec<String>,
     },
     /// A key column has a type that has no key text.
-    #[error("unique key column {column:?} has Arrow type {data_type}, which cannot be part of a unique key; cast it to a string in the entry's transform")]
+    #[error("unique key column `{column}` has Arrow type {data_type}, which cannot be part of a unique key; cast it to a string in the entry's transform")]
     UnsupportedType {
         /// The column.
         column: String,

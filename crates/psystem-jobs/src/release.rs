@@ -720,11 +720,14 @@ impl Shared {
         let options = &self.spec.uniprot;
         let local = file.local.clone();
         let unit_bytes = options.unit_bytes;
+        let file_digest = uniprot::file_digest(&file.check);
+        // A resumed load keeps the units it was split into; only a new load reads the file to plan them — and so
+        // does an unfinished load split over another version of the file (the mirror now serves a corrected one):
+        // its byte ranges do not fit this file, and `open_protein_load` starts it again with these units.
         let resumable = !self.spec.restart
-            && psystem_postgres::protein::resumable_load(&self.dest, key)
+            && psystem_postgres::protein::resumable_load_digest(&self.dest, key)
                 .await?
-                .is_some();
-        // A resumed load keeps the units it was split into; only a new load reads the file to plan them.
+                .is_some_and(|(_, digest)| digest.as_deref() == Some(file_digest.as_str()));
         let units = if resumable {
             Vec::new()
         } else {
@@ -747,6 +750,7 @@ impl Shared {
             error_policy: options.error_policy,
             unit_bytes,
             heartbeat_timeout_secs: self.spec.heartbeat_timeout.as_secs_f64(),
+            file_digest: Some(file_digest.clone()),
         };
         let spec = psystem_postgres::protein::ProteinLoadSpec {
             job_key: key.to_string(),
@@ -761,6 +765,7 @@ impl Shared {
             heartbeat_timeout: self.spec.heartbeat_timeout,
             worker_spec: serde_json::to_value(&worker_spec)
                 .map_err(|e| JobError::Setup(e.to_string()))?,
+            file_digest: Some(file_digest),
         };
         let load =
             psystem_postgres::protein::open_protein_load(&self.dest, spec, self.spec.restart)

@@ -72,6 +72,11 @@ pub struct WorkerSpec {
     pub unit_bytes: u64,
     /// Seconds a running unit may go without a heartbeat before it is reclaimed.
     pub heartbeat_timeout_secs: f64,
+    /// The digest of the file the load's units were planned over, `algorithm:hex` ([`file_digest`]): a worker
+    /// checks its copy against it (also when the release has no manifest) and never works a unit of one file over
+    /// another. Absent in specs written before it existed (then only `md5` is checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_digest: Option<String>,
 }
 
 impl WorkerSpec {
@@ -79,6 +84,17 @@ impl WorkerSpec {
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.heartbeat_timeout_secs.max(0.1))
     }
+}
+
+/// The digest identifying the bytes of a fetched file, `algorithm:hex`: the digest computed while it was read,
+/// with the manifest's algorithm (`md5` for UniProt's `RELEASE.metalink`), or `sha1` when the release has no
+/// manifest entry for it. Recorded with a load so that its units are never applied to another file.
+pub fn file_digest(check: &psystem_releases::verify::FileCheck) -> String {
+    format!(
+        "{}:{}",
+        check.algorithm.as_deref().unwrap_or("sha1"),
+        check.computed.as_deref().unwrap_or_default()
+    )
 }
 
 /// Opens a flat file for reading its decompressed text: gzip (single or multi-member, detected by the magic

@@ -264,6 +264,13 @@ impl WorkerState {
                     job: shared.job_key.clone(),
                     release: spec.release.clone(),
                 });
+                // The units are byte ranges of the file the load was split over: check the copy against that
+                // file's digest (the release's MD5, or the digest the load recorded when there is no manifest).
+                let (algorithm, digest) =
+                    match spec.file_digest.as_deref().and_then(|d| d.split_once(':')) {
+                        Some((algorithm, digest)) => (Some(algorithm), Some(digest)),
+                        None => (spec.md5.as_ref().map(|_| "md5"), spec.md5.as_deref()),
+                    };
                 let file = FileToFetch {
                     source: &spec.source,
                     source_url: &spec.source_url,
@@ -271,8 +278,8 @@ impl WorkerState {
                     release_root: &spec.release_root,
                     path: &spec.file,
                     size: spec.size,
-                    algorithm: spec.md5.as_ref().map(|_| "md5"),
-                    digest: spec.md5.as_deref(),
+                    algorithm,
+                    digest,
                 };
                 match fetch_verified(&self.options, &file, &self.control).await {
                     Ok(Some(p)) => {
@@ -281,7 +288,17 @@ impl WorkerState {
                     }
                     Ok(None) => return Ok(0),
                     Err(e) => {
-                        self.give_up(load_id, e.to_string());
+                        self.give_up(
+                            load_id,
+                            format!(
+                                "{e} (the work units of load #{load_id} are byte ranges of the file with {} \
+                                 {}, so this worker works on them only with that file; when the mirror now serves \
+                                 another one, `psystem run` of job `{}` splits the new file and loads it)",
+                                algorithm.unwrap_or("no digest"),
+                                digest.unwrap_or_default(),
+                                shared.job_key
+                            ),
+                        );
                         return Ok(0);
                     }
                 }

@@ -50,7 +50,7 @@ pub enum DestinationError {
     },
 
     /// An Arrow column type has no Postgres mapping yet (see docs/TYPES.md).
-    #[error("column {column:?} has Arrow type {data_type}, which psystem cannot load into PostgreSQL yet; cast or drop the column in the entry's transform (supported types: docs/TYPES.md)")]
+    #[error("column `{column}` has Arrow type {data_type}, which psystem cannot load into PostgreSQL yet; cast or drop the column in the entry's transform (supported types: docs/TYPES.md)")]
     UnsupportedType {
         /// The column name.
         column: String,
@@ -92,7 +92,7 @@ pub enum DestinationError {
     },
 
     /// A schema, table or column name cannot be used as a PostgreSQL identifier.
-    #[error("{identifier:?} cannot be used as a PostgreSQL name: {reason}; rename it in the entry's transform or destination")]
+    #[error("`{identifier}` cannot be used as a PostgreSQL name: {reason}; rename it in the entry's transform or destination")]
     InvalidIdentifier {
         /// The offending name.
         identifier: String,
@@ -101,7 +101,7 @@ pub enum DestinationError {
     },
 
     /// The load specification is inconsistent (e.g. `merge` without a primary key).
-    #[error("load of job {job_key:?} is misconfigured: {message}")]
+    #[error("load of job `{job_key}` is misconfigured: {message}")]
     InvalidSpec {
         /// The job key.
         job_key: String,
@@ -110,7 +110,7 @@ pub enum DestinationError {
     },
 
     /// The existing destination table lacks columns that the source provides.
-    #[error("table {table} has no column(s) {missing:?} that the source provides; adding columns is not supported yet: drop or rename the table, or load with mode `replace`")]
+    #[error("table {table} has no column(s) `{}` that the source provides; adding columns is not supported yet: drop or rename the table, or load with mode `replace`", missing.join("`, `"))]
     SchemaMismatch {
         /// The table, `schema.name`.
         table: String,
@@ -119,7 +119,7 @@ pub enum DestinationError {
     },
 
     /// An existing column has a PostgreSQL type that differs from the one the Arrow type maps to.
-    #[error("column {column:?} of table {table} has type {found}, but the source delivers {expected}; change the column type, cast in the transform, or load with mode `replace`")]
+    #[error("column `{column}` of table {table} has type {found}, but the source delivers {expected}; change the column type, cast in the transform, or load with mode `replace`")]
     ColumnTypeMismatch {
         /// The table, `schema.name`.
         table: String,
@@ -132,7 +132,7 @@ pub enum DestinationError {
     },
 
     /// `merge` needs a primary key or unique index on exactly the primary-key columns of the existing table.
-    #[error("table {table} has no primary key or unique index on {columns:?}, which `merge` needs; add one (ALTER TABLE … ADD PRIMARY KEY) or load with mode `replace`")]
+    #[error("table {table} has no primary key or unique index on `{}`, which `merge` needs; add one (ALTER TABLE … ADD PRIMARY KEY) or load with mode `replace`", columns.join("`, `"))]
     MissingUniqueKey {
         /// The table, `schema.name`.
         table: String,
@@ -160,7 +160,7 @@ pub enum DestinationError {
     },
 
     /// The unfinished load of this job targets another table or mode than the one requested.
-    #[error("job {job_key:?} has an unfinished load #{load_id} that {detail}; resume it with its original settings or restart the job")]
+    #[error("job `{job_key}` has an unfinished load #{load_id} that {detail}; resume it with its original settings or restart the job")]
     ResumeMismatch {
         /// The job key.
         job_key: String,
@@ -233,7 +233,7 @@ pub enum DestinationError {
     },
 
     /// The unique key of an entity differs from the one its ID cache entries were made with.
-    #[error("entity {entity:?} is cached with unique key {old:?} but is now declared with {new:?}; cached target IDs cannot be matched to the new keys — restore the old unique key, or run `psystem idcache clear --entity {entity}` to forget the cached IDs (new IDs will then be assigned)")]
+    #[error("entity `{entity}` is cached with unique key `{}` but is now declared with `{}`; cached target IDs cannot be matched to the new keys — restore the old unique key, or run `psystem idcache clear --entity {entity}` to forget the cached IDs (new IDs will then be assigned)", old.join("`, `"), new.join("`, `"))]
     KeyDefinitionChanged {
         /// The entity.
         entity: String,
@@ -257,7 +257,7 @@ pub enum DestinationError {
     },
 
     /// An entity specification of the ID cache cannot be used.
-    #[error("entity {entity:?}: {message}")]
+    #[error("entity `{entity}`: {message}")]
     InvalidEntitySpec {
         /// The entity.
         entity: String,
@@ -266,7 +266,7 @@ pub enum DestinationError {
     },
 
     /// An entity whose target IDs come from a column has no ID in that column for a row.
-    #[error("entity {entity:?}: the row with unique key {key:?} has no target ID (null or empty) in its ID column; fill the column or use generated IDs")]
+    #[error("entity `{entity}`: the row with unique key `{key}` has no target ID (null or empty) in its ID column; fill the column or use generated IDs")]
     ProvidedIdMissing {
         /// The entity.
         entity: String,
@@ -275,7 +275,7 @@ pub enum DestinationError {
     },
 
     /// A target ID from the source differs from the one cached for the same unique key.
-    #[error("entity {entity:?}: unique key {key:?} has target ID {cached:?} in the ID cache but {provided:?} in the data; the cache never changes an ID — fix the data, or clear the entity's cache (`psystem idcache clear --entity {entity}`)")]
+    #[error("entity `{entity}`: unique key `{key}` has target ID `{cached}` in the ID cache but `{provided}` in the data; the cache never changes an ID — fix the data, or clear the entity's cache (`psystem idcache clear --entity {entity}`)")]
     ProvidedIdConflict {
         /// The entity.
         entity: String,
@@ -288,7 +288,7 @@ pub enum DestinationError {
     },
 
     /// A target ID from the source already belongs to another unique key.
-    #[error("entity {entity:?}: target ID {id:?} given for unique key {key:?} already belongs to unique key {owner:?}; target IDs must be unique per entity")]
+    #[error("entity `{entity}`: target ID `{id}` given for unique key `{key}` already belongs to unique key `{owner}`; target IDs must be unique per entity")]
     ProvidedIdTaken {
         /// The entity.
         entity: String,
@@ -301,7 +301,7 @@ pub enum DestinationError {
     },
 
     /// No free target ID was found after many random draws: the ID space is (nearly) full.
-    #[error("entity {entity:?}: no unused target ID found after {attempts} attempts; make the IDs longer (`length` of the prefixed strategy)")]
+    #[error("entity `{entity}`: no unused target ID found after {attempts} attempts; make the IDs longer (`length` of the prefixed strategy)")]
     IdSpaceExhausted {
         /// The entity.
         entity: String,
@@ -337,7 +337,7 @@ pub enum DestinationError {
     // --- Dataset loads of releases (crate::release_load, docs/LOAD_MODES.md) -------------------------------
     /// The staging table of a dataset load holds rows with the same primary key; nothing was changed, the
     /// staging table was dropped and the load marked failed.
-    #[error("the new data for table {table} has {count} primary-key value(s) on {columns:?} that occur more than once, e.g. {}; nothing was changed — fix the source data or choose another primary key", examples.join(", "))]
+    #[error("the new data for table {table} has {count} primary-key value(s) on `{}` that occur more than once, e.g. {}; nothing was changed — fix the source data or choose another primary key", columns.join("`, `"), examples.join(", "))]
     DuplicateKeys {
         /// The target table, `schema.name`.
         table: String,
@@ -350,7 +350,7 @@ pub enum DestinationError {
     },
 
     /// The staging table of a dataset load holds rows with a NULL in a primary-key column; nothing was changed.
-    #[error("the new data for table {table} has {count} row(s) with a NULL in the primary key {columns:?}; nothing was changed — fix the source data or choose another primary key")]
+    #[error("the new data for table {table} has {count} row(s) with a NULL in the primary key `{}`; nothing was changed — fix the source data or choose another primary key", columns.join("`, `"))]
     NullKeys {
         /// The target table, `schema.name`.
         table: String,
@@ -361,7 +361,7 @@ pub enum DestinationError {
     },
 
     /// A column of the release has a type that the existing column cannot be widened to.
-    #[error("column {column:?} of table {table} has type {existing}, but the release delivers {incoming}, which is not a widening; load with allow_casts (`psystem run --allow-casts`) to convert it (ALTER COLUMN … TYPE {incoming} USING …), or rename the column")]
+    #[error("column `{column}` of table {table} has type {existing}, but the release delivers {incoming}, which is not a widening; load with allow_casts (`psystem run --allow-casts`) to convert it (ALTER COLUMN … TYPE {incoming} USING …), or rename the column")]
     IncompatibleColumn {
         /// The table, `schema.name`.
         table: String,
@@ -390,7 +390,7 @@ pub enum DestinationError {
 
     /// Reading the batches of a work unit failed; nothing of the unit was written.
     #[error(
-        "work unit {unit:?} of load #{load_id}: reading its data failed; nothing of it was written"
+        "work unit `{unit}` of load #{load_id}: reading its data failed; nothing of it was written"
     )]
     UnitSource {
         /// The load id.
@@ -404,7 +404,7 @@ pub enum DestinationError {
 
     /// The work unit is no longer this worker's (its heartbeat expired and another worker reclaimed it, or it is
     /// done); nothing was written.
-    #[error("work unit {unit:?} of load #{load_id} is no longer held by this worker: {detail}")]
+    #[error("work unit `{unit}` of load #{load_id} is no longer held by this worker: {detail}")]
     UnitLost {
         /// The load id.
         load_id: i64,
@@ -424,7 +424,7 @@ pub enum DestinationError {
     },
 
     /// A row of `psystem.files` holds a value this program cannot interpret.
-    #[error("the file record {path:?} of {source_name} {release} in psystem.files is not valid: {detail}")]
+    #[error("the file record `{path}` of {source_name} {release} in psystem.files is not valid: {detail}")]
     CorruptFileRecord {
         /// The source.
         source_name: String,
@@ -446,7 +446,7 @@ pub enum DestinationError {
     },
 
     /// An accession occurs more than once in a UniProt release; the unit that met it again wrote nothing.
-    #[error("accession {accession} occurs more than once in the release (again in work unit {unit:?} of load #{load_id}); nothing of that unit was written")]
+    #[error("accession {accession} occurs more than once in the release (again in work unit `{unit}` of load #{load_id}); nothing of that unit was written")]
     DuplicateAccession {
         /// The load id.
         load_id: i64,

@@ -175,7 +175,7 @@ impl WorkQueue {
         dest: &Destination,
         unit: &ClaimedUnit,
     ) -> Result<(), DestinationError> {
-        let ctx = format!("heartbeat of unit {:?} of load #{}", unit.key, self.load_id);
+        let ctx = format!("heartbeat of unit `{}` of load #{}", unit.key, self.load_id);
         let updated = sqlx::query(
             "UPDATE psystem.work_units SET heartbeat_at = now() WHERE id = (SELECT id FROM psystem.work_units \
              WHERE id = $1 AND state = 'running' AND worker = $2 AND attempts = $3 FOR UPDATE SKIP LOCKED)",
@@ -215,7 +215,7 @@ impl WorkQueue {
         .fetch_optional(&mut *conn)
         .await
         .map_err(DestinationError::db(format!(
-            "locking unit {:?} of load #{}",
+            "locking unit `{}` of load #{}",
             unit.key, self.load_id
         )))?;
         if row.is_none() {
@@ -251,7 +251,7 @@ impl WorkQueue {
         .execute(&mut *conn)
         .await
         .map_err(DestinationError::db(format!(
-            "marking unit {:?} of load #{} done",
+            "marking unit `{}` of load #{} done",
             unit.key, self.load_id
         )))?;
         Ok(())
@@ -270,7 +270,7 @@ impl WorkQueue {
         max_attempts: u32,
     ) -> Result<UnitState, DestinationError> {
         let ctx = format!(
-            "recording the failure of unit {:?} of load #{}",
+            "recording the failure of unit `{}` of load #{}",
             unit.key, self.load_id
         );
         let state: Option<String> = sqlx::query_scalar(
@@ -399,7 +399,7 @@ pub(crate) async fn cancel_unfinished(
     .fetch_all(&mut *conn)
     .await
     .map_err(DestinationError::db(format!(
-        "cancelling the unfinished loads of job {job_key:?}"
+        "cancelling the unfinished loads of job `{job_key}`"
     )))?;
     for row in &cancelled {
         let schema: Option<String> = row.get("target_schema");

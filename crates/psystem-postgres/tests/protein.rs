@@ -36,6 +36,7 @@ fn spec(units: usize, timeout: Duration) -> ProteinLoadSpec {
         verified: true,
         heartbeat_timeout: timeout,
         worker_spec: serde_json::json!({"kind": "uniprot", "heartbeat_timeout_secs": timeout.as_secs_f64()}),
+        file_digest: None,
     }
 }
 

@@ -981,7 +981,7 @@ async fn schema_drift_adds_widens_keeps_and_refuses() {
             e => panic!("{mode}: {e}"),
         }
         assert!(
-            err.to_string().contains("\"n\"")
+            err.to_string().contains("`n`")
                 && err.to_string().contains("bigint")
                 && err.to_string().contains("boolean")
         );

@@ -16,7 +16,7 @@ pub enum ReleaseError {
     Manifest(#[from] ManifestError),
 
     /// The source offers no release of that name.
-    #[error("release {release:?} not found at {source_name}; available: {available}")]
+    #[error("release `{release}` not found at {source_name}; available: {available}")]
     ReleaseNotFound {
         /// The source (plugin) name.
         source_name: String,
@@ -49,7 +49,7 @@ pub enum ReleaseError {
     },
 
     /// A plugin's `source.provider` names no provider psystem knows.
-    #[error("unknown release provider {provider:?} (source.provider); psystem knows: {known}")]
+    #[error("unknown release provider `{provider}` (source.provider); psystem knows: {known}")]
     UnknownProvider {
         /// The provider asked for.
         provider: String,
@@ -67,7 +67,7 @@ pub enum ReleaseError {
     },
 
     /// A dataset asked for is not in the release.
-    #[error("release {release} has no dataset {dataset:?}; it has: {available}")]
+    #[error("release {release} has no dataset `{dataset}`; it has: {available}")]
     DatasetNotFound {
         /// The release name.
         release: String,

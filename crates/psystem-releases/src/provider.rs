@@ -122,7 +122,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("\"ensembl\"") && e.contains("opentargets, uniprot"),
+            e.contains("`ensembl`") && e.contains("opentargets, uniprot"),
             "{e}"
         );
         assert_eq!(Provider::UniProt.to_string(), "uniprot");

@@ -106,7 +106,7 @@ pub fn parse_reldate(text: &str) -> Result<RelDate, ReleaseError> {
                 .map(str::trim)
                 .ok_or_else(|| {
                     bad(format!(
-                        "line {n}: expected `… consists of:`, found {line:?}"
+                        "line {n}: expected `… consists of:`, found `{line}`"
                     ))
                 })?;
             release = Some(release_name(name, n)?);
@@ -118,7 +118,7 @@ pub fn parse_reldate(text: &str) -> Result<RelDate, ReleaseError> {
     }
     let missing = |what: &str| {
         bad(format!(
-            "no `{what}` line (the file starts {:?})",
+            "no `{what}` line (the file starts `{}`)",
             text.chars().take(80).collect::<String>()
         ))
     };
@@ -147,7 +147,7 @@ fn release_name(name: &str, line: usize) -> Result<String, ReleaseError> {
         Ok(name.to_string())
     } else {
         Err(ReleaseError::Reldate {
-            detail: format!("line {line}: release name {name:?} is not YYYY_MM"),
+            detail: format!("line {line}: release name `{name}` is not YYYY_MM"),
         })
     }
 }
@@ -158,14 +158,14 @@ fn release_and_date(rest: &str, line: usize) -> Result<(String, NaiveDate), Rele
         .split_once(" of ")
         .ok_or_else(|| ReleaseError::Reldate {
             detail: format!(
-                "line {line}: expected `Release YYYY_MM of DD-Mon-YYYY`, found {rest:?}"
+                "line {line}: expected `Release YYYY_MM of DD-Mon-YYYY`, found `{rest}`"
             ),
         })?;
     let name = release_name(name.trim(), line)?;
     let date =
         NaiveDate::parse_from_str(date.trim(), "%d-%b-%Y").map_err(|e| ReleaseError::Reldate {
             detail: format!(
-                "line {line}: date {:?} is not DD-Mon-YYYY: {e}",
+                "line {line}: date `{}` is not DD-Mon-YYYY: {e}",
                 date.trim()
             ),
         })?;
@@ -467,7 +467,7 @@ mod tests {
         assert!(err(&bad_day).contains("31-Feb-2024"), "{}", err(&bad_day));
         let bad_name = REAL.replace("Release 2024_02 consists", "Release 24.02 consists");
         assert!(
-            err(&bad_name).contains("\"24.02\" is not YYYY_MM"),
+            err(&bad_name).contains("`24.02` is not YYYY_MM"),
             "{}",
             err(&bad_name)
         );

@@ -18,7 +18,7 @@ pub enum ParseErrorKind {
     },
     /// A line does not start with a known two-letter code followed by three spaces (or five spaces for a sequence
     /// line).
-    #[error("unknown or malformed line code {code:?}")]
+    #[error("unknown or malformed line code `{code}`")]
     UnknownLineCode {
         /// The first (up to 5) characters of the line.
         code: String,

@@ -319,18 +319,18 @@ fn strip_suffix_char(s: &str, c: char) -> &str {
 
 fn parse_u32(s: &str, line_type: &'static str, what: &str) -> R<u32> {
     s.parse::<u32>()
-        .map_err(|_| malformed(line_type, format!("{what} {s:?} is not a number")))
+        .map_err(|_| malformed(line_type, format!("{what} `{s}` is not a number")))
 }
 
 fn parse_u64(s: &str, line_type: &'static str, what: &str) -> R<u64> {
     s.parse::<u64>()
-        .map_err(|_| malformed(line_type, format!("{what} {s:?} is not a number")))
+        .map_err(|_| malformed(line_type, format!("{what} `{s}` is not a number")))
 }
 
 /// `DD-MMM-YYYY` (month in upper case English abbreviations) → date.
 fn parse_date(s: &str) -> R<NaiveDate> {
     let b = s.as_bytes();
-    let bad = || malformed("DT", format!("date {s:?} is not DD-MMM-YYYY"));
+    let bad = || malformed("DT", format!("date `{s}` is not DD-MMM-YYYY"));
     if b.len() != 11 || b[2] != b'-' || b[6] != b'-' {
         return Err(bad());
     }
@@ -448,7 +448,7 @@ fn token(tok: &str, line_type: &'static str) -> R<Token> {
             key: k.trim_ascii().to_owned(),
             value: v.trim_ascii().to_owned(),
         }),
-        None => Err(malformed(line_type, format!("token {tok:?} has no '='"))),
+        None => Err(malformed(line_type, format!("token `{tok}` has no '='"))),
     }
 }
 
@@ -476,7 +476,7 @@ fn push_feature_text(buf: &mut String, piece: &str, sequence_feature: bool) {
 }
 
 fn parse_position(s: &str) -> R<Position> {
-    let bad = || malformed("FT", format!("position {s:?} is not N, <N, >N, ?N or ?"));
+    let bad = || malformed("FT", format!("position `{s}` is not N, <N, >N, ?N or ?"));
     let (modifier, digits) = match s.as_bytes().first() {
         Some(b'<') => (PositionModifier::Before, &s[1..]),
         Some(b'>') => (PositionModifier::After, &s[1..]),
@@ -746,19 +746,33 @@ impl EntryParser {
                         .ok_or_else(|| fail(malformed("ID", "no entry name")))?;
                     entry_name = name.to_owned();
                     self.entry_name = Some(entry_name.clone());
-                    status = match it.next() {
-                        Some("Reviewed;") => Status::Reviewed,
-                        Some("Unreviewed;") => Status::Unreviewed,
-                        other => {
+                    // Before UniProtKB release 9 (2006) the status was `STANDARD;` (Swiss-Prot, reviewed) or
+                    // `PRELIMINARY;` (TrEMBL, unreviewed), followed by the molecule type `PRT;`.
+                    let (new_status, old_format) = match it.next() {
+                        Some("Reviewed;") => (Status::Reviewed, false),
+                        Some("Unreviewed;") => (Status::Unreviewed, false),
+                        Some("STANDARD;") => (Status::Reviewed, true),
+                        Some("PRELIMINARY;") => (Status::Unreviewed, true),
+                        Some(other) => {
                             return Err(fail(malformed(
                                 "ID",
-                                format!("status {other:?} is not Reviewed; or Unreviewed;"),
+                                format!(
+                                    "status `{other}` is not `Reviewed;` or `Unreviewed;` (nor `STANDARD;` or \
+                                     `PRELIMINARY;` of files before UniProtKB release 9)"
+                                ),
                             )))
                         }
+                        None => return Err(fail(malformed("ID", "no status after the entry name"))),
                     };
-                    let len = it
+                    status = new_status;
+                    let mut len = it
                         .next()
                         .ok_or_else(|| fail(malformed("ID", "no sequence length")))?;
+                    if old_format && len == "PRT;" {
+                        len = it
+                            .next()
+                            .ok_or_else(|| fail(malformed("ID", "no sequence length")))?;
+                    }
                     id_length = parse_u32(len, "ID", "sequence length").map_err(fail)?;
                     if it.next() != Some("AA.") {
                         return Err(fail(malformed("ID", "the length is not followed by 'AA.'")));
@@ -791,7 +805,7 @@ impl EntryParser {
                     } else if let Some(v) = what.strip_prefix("entry version ") {
                         dt[2] = Some((date, v.to_owned()));
                     } else {
-                        return Err(fail(malformed("DT", format!("unknown date kind {what:?}"))));
+                        return Err(fail(malformed("DT", format!("unknown date kind `{what}`"))));
                     }
                 }
                 b"DE" => {
@@ -972,7 +986,7 @@ impl EntryParser {
                         .ok()
                         .filter(|l| (1..=5).contains(l))
                         .ok_or_else(|| {
-                            fail(malformed("PE", format!("level {level:?} is not 1 to 5")))
+                            fail(malformed("PE", format!("level `{level}` is not 1 to 5")))
                         })?;
                     pe = Some(ProteinExistence {
                         level,
@@ -1039,7 +1053,7 @@ impl EntryParser {
                             _ => {
                                 return Err(fail(malformed(
                                     "SQ",
-                                    format!("residue {:?} is not an upper-case letter", b as char),
+                                    format!("residue `{}` is not an upper-case letter", b as char),
                                 )))
                             }
                         }
@@ -1222,13 +1236,13 @@ impl EntryParser {
         .ok_or_else(|| {
             malformed(
                 "DE",
-                format!("field {t:?} outside a RecName/AltName/SubName"),
+                format!("field `{t}` outside a RecName/AltName/SubName"),
             )
         })?;
         let field = strip_suffix_char(field_text.trim_ascii(), ';');
         let (key, value) = field
             .split_once('=')
-            .ok_or_else(|| malformed("DE", format!("expected Key=value, got {field:?}")))?;
+            .ok_or_else(|| malformed("DE", format!("expected Key=value, got `{field}`")))?;
         let value = evidenced(value);
         match key.trim_ascii() {
             "Full" => {
@@ -1243,7 +1257,7 @@ impl EntryParser {
             "Biotech" => name.biotech = Some(value),
             "CD_antigen" => name.cd_antigen.push(value),
             "INN" => name.inn.push(value),
-            other => return Err(malformed("DE", format!("unknown name field {other:?}"))),
+            other => return Err(malformed("DE", format!("unknown name field `{other}`"))),
         }
         Ok(())
     }
@@ -1352,7 +1366,7 @@ impl EntryParser {
         }
         let q = t
             .strip_prefix('/')
-            .ok_or_else(|| malformed("FT", format!("expected /qualifier, got {t:?}")))?;
+            .ok_or_else(|| malformed("FT", format!("expected /qualifier, got `{t}`")))?;
         let (name, value) = split_once_byte(q, b'=').unwrap_or((q, ""));
         let value = if let Some(v) = value.strip_prefix('"') {
             match v.strip_suffix('"') {
@@ -1430,7 +1444,7 @@ fn gene(text: &str) -> R<Gene> {
     split_outside_braces(text, b';', |tok| {
         let (key, value) = tok
             .split_once('=')
-            .ok_or_else(|| malformed("GN", format!("expected Key=value, got {tok:?}")))?;
+            .ok_or_else(|| malformed("GN", format!("expected Key=value, got `{tok}`")))?;
         let list = match key.trim_ascii() {
             "Name" => {
                 g.name = Some(evidenced(value));
@@ -1439,7 +1453,7 @@ fn gene(text: &str) -> R<Gene> {
             "Synonyms" => &mut g.synonyms,
             "OrderedLocusNames" => &mut g.ordered_locus_names,
             "ORFNames" => &mut g.orf_names,
-            other => return Err(malformed("GN", format!("unknown gene field {other:?}"))),
+            other => return Err(malformed("GN", format!("unknown gene field `{other}`"))),
         };
         split_outside_braces(value, b',', |v| {
             list.push(evidenced(v));
@@ -1574,6 +1588,86 @@ mod tests {
         );
         assert_eq!(organelles("Mitochondrion."), ["Mitochondrion"]);
         assert!(organelles("").is_empty());
+    }
+
+    /// Entry Q6GZX4 (001R_FRG3G) of UniProt's own test data (ebi-uniprot/uniprot-store), shortened, after its ID
+    /// line.
+    const Q6GZX4_AFTER_ID: &str = "AC   Q6GZX4;
+DT   28-JUN-2011, integrated into UniProtKB/Swiss-Prot.
+DT   19-JUL-2004, sequence version 1.
+DT   07-JAN-2015, entry version 29.
+DE   RecName: Full=Putative transcription factor 001R;
+GN   ORFNames=FV3-001R;
+OS   Frog virus 3 (isolate Goorha) (FV-3).
+OC   Viruses; dsDNA viruses, no RNA stage; Iridoviridae; Ranavirus.
+OX   NCBI_TaxID=654924;
+PE   4: Predicted;
+KW   Activator; Complete proteome; Reference proteome; Transcription;
+KW   Transcription regulation.
+SQ   SEQUENCE   256 AA;  29735 MW;  B4840739BF7D4121 CRC64;
+     MAFSAEDVLK EYDRRRRMEA LLLSLYYPND RKLLDYKEWS PPRVQVECPK APVEWNNPPS
+     EKGLIVGHFS GIKYKGEKAQ ASEVDVNKMC CWVSKFKDAM RRYQGIQTCK IPGKVLSDLD
+     AKIKAYNLTV EGVEGFVRYS RVTKQHVAAF LKELRHSKQY ENVNLIHYIL TDKRVDIQHL
+     EKDLVKDFKA LVESAHRMRQ GHMINVKYIL YQLLKKHGHG PDGPDILTVK TGSKGVLYDD
+     SFRKIYTDLG WKFTPL
+//
+";
+
+    #[test]
+    fn id_lines_before_release_9_read_standard_and_preliminary() {
+        for (id, status) in [
+            (
+                "ID   001R_FRG3G              Reviewed;         256 AA.",
+                Status::Reviewed,
+            ),
+            (
+                "ID   001R_FRG3G              Unreviewed;       256 AA.",
+                Status::Unreviewed,
+            ),
+            (
+                "ID   001R_FRG3G     STANDARD;      PRT;   256 AA.",
+                Status::Reviewed,
+            ),
+            (
+                "ID   001R_FRG3G     PRELIMINARY;      PRT;   256 AA.",
+                Status::Unreviewed,
+            ),
+            ("ID   001R_FRG3G     STANDARD;   256 AA.", Status::Reviewed),
+        ] {
+            let text = format!("{id}\n{Q6GZX4_AFTER_ID}");
+            let e = crate::parse_entry(text.as_bytes()).unwrap_or_else(|err| panic!("{id}: {err}"));
+            assert_eq!(e.status, status, "{id}");
+            assert_eq!(e.entry_name, "001R_FRG3G");
+            assert_eq!(e.primary_accession, "Q6GZX4");
+            assert_eq!(e.sequence.length, 256);
+        }
+        for (id, says) in [
+            (
+                "ID   001R_FRG3G     CURATED;      PRT;   256 AA.",
+                "status `CURATED;` is not",
+            ),
+            ("ID   001R_FRG3G", "no status after the entry name"),
+            (
+                "ID   001R_FRG3G     STANDARD;      PRT;",
+                "no sequence length",
+            ),
+            (
+                "ID   001R_FRG3G     Reviewed;      PRT;   256 AA.",
+                "sequence length",
+            ),
+        ] {
+            let text = format!("{id}\n{Q6GZX4_AFTER_ID}");
+            let err = crate::parse_entry(text.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(says), "{id}: {err}");
+            assert!(
+                err.starts_with("1: entry 001R_FRG3G: malformed ID line"),
+                "{err}"
+            );
+            assert!(
+                !err.contains("Some(") && !err.contains('"'),
+                "no Rust debug text: {err}"
+            );
+        }
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub struct ProteinLoadSpec {
     /// What a `psystem worker` needs to join the load (stored in `psystem.loads.worker_spec`); must not hold
     /// secrets.
     pub worker_spec: serde_json::Value,
+    /// The digest of the flat file the units were planned over, `algorithm:hex` (e.g. `md5:0a1b…`), recorded as
+    /// the load's `source_fingerprint`. An unfinished load whose digest differs is not resumed over this file:
+    /// its byte ranges belong to another file (see [`open_protein_load`]). `None`: unknown, never compared.
+    pub file_digest: Option<String>,
 }
 
 /// An open protein load (from [`open_protein_load`] or [`attach_protein_load`]).
@@ -243,7 +247,7 @@ pub async fn create_tables(
             .execute(&mut *conn)
             .await
             .map_err(DestinationError::db(format!(
-                "creating the protein tables in schema {schema:?}"
+                "creating the protein tables in schema `{schema}`"
             )))?;
     }
     Ok(())
@@ -271,7 +275,15 @@ async fn create_seen(conn: &mut PgConnection, seen: &TableRef) -> Result<(), Des
 
 /// Opens the protein load of `spec.job_key`, or resumes its unfinished one (same release, dataset and schema;
 /// [`DestinationError::ResumeMismatch`] otherwise). A resumed load keeps the work units recorded when it started
-/// (`spec.units` is not used: see [`resumable_load`] to skip planning them). Resuming sets its `running` and
+/// (`spec.units` is not used: see [`resumable_load_digest`] to skip planning them).
+///
+/// The units are byte ranges of one file, so an unfinished load whose recorded file digest differs from
+/// `spec.file_digest` (the mirror now serves another file) is never resumed: when `spec.units` holds units
+/// planned over the new file, the old load is cancelled (its seen table dropped) and a new load of the new file
+/// is started in the same transaction — rows the old load wrote are entries of the same release, and the new load
+/// rewrites or keeps each one by its content MD5 and deletes at `finish` the ones the new file lacks, so the
+/// tables end exactly as after a clean load of the new file; with no units it is
+/// [`DestinationError::ResumeMismatch`] naming both digests. Resuming sets its `running` and
 /// `failed` units pending again; when its seen table is gone every unit becomes pending (rewriting is idempotent: unchanged
 /// entries are skipped). With `restart`, or when there is none, unfinished loads of the job are cancelled and a
 /// new load is recorded with its units. Creates the schema and tables when missing.
@@ -284,7 +296,7 @@ pub async fn open_protein_load(
     restart: bool,
 ) -> Result<ProteinLoad, DestinationError> {
     let job = spec.job_key.clone();
-    let ctx = |what: &str| format!("opening the protein load of job {job:?}: {what}");
+    let ctx = |what: &str| format!("opening the protein load of job `{job}`: {what}");
     let mut tx = dest
         .pool()
         .begin()
@@ -301,7 +313,7 @@ pub async fn open_protein_load(
         None
     } else {
         sqlx::query(
-            "SELECT id, COALESCE(release, '') AS release, COALESCE(dataset, '') AS dataset, \
+            "SELECT id, COALESCE(release, '') AS release, COALESCE(dataset, '') AS dataset, source_fingerprint, \
              COALESCE(target_schema, '') || '.' || COALESCE(target_table, '') AS target_schema FROM psystem.loads \
              WHERE job_key = $1 AND state = ANY($2) ORDER BY id DESC LIMIT 1 FOR UPDATE",
         )
@@ -310,6 +322,35 @@ pub async fn open_protein_load(
         .fetch_optional(&mut *tx)
         .await
         .map_err(DestinationError::db(ctx("find an unfinished load")))?
+    };
+    // A load split over another file cannot go on over this one: start again with the units of this file.
+    let existing = match existing {
+        Some(row) if spec.file_digest.is_some() => {
+            let recorded: Option<String> = row.get("source_fingerprint");
+            if recorded == spec.file_digest {
+                Some(row)
+            } else {
+                let load_id: i64 = row.get("id");
+                let recorded = recorded.unwrap_or_else(|| "not recorded".into());
+                let now = spec.file_digest.as_deref().unwrap_or_default();
+                if spec.units.is_empty() {
+                    return Err(DestinationError::ResumeMismatch {
+                        job_key: spec.job_key.clone(),
+                        load_id,
+                        detail: format!(
+                            "was split into work units over another version of the file (digest {recorded}; the \
+                             file is now {now}), so its byte ranges do not fit the file; run it again with --restart \
+                             to split the new file and load it"
+                        ),
+                    });
+                }
+                warn!(load_id, recorded = %recorded, now, job_key = %spec.job_key,
+                    "The flat file changed since this unfinished load was split into units; it is cancelled and \
+                     the new file is loaded with units planned over it.");
+                None
+            }
+        }
+        other => other,
     };
     let mut resumed = false;
     let load_id = match existing {
@@ -375,8 +416,8 @@ pub async fn open_protein_load(
             crate::work_units::cancel_unfinished(&mut tx, &spec.job_key).await?;
             let load_id: i64 = sqlx::query_scalar(
                 "INSERT INTO psystem.loads (job_key, plugin, entry, source_kind, target_schema, target_table, mode, \
-                 state, started_at, updated_at, release, dataset, verified, worker_spec) \
-                 VALUES ($1, $2, $3, $4, $5, $10, 'merge', 'running', now(), now(), $6, $7, $8, $9) RETURNING id",
+                 state, started_at, updated_at, release, dataset, verified, worker_spec, source_fingerprint) \
+                 VALUES ($1, $2, $3, $4, $5, $10, 'merge', 'running', now(), now(), $6, $7, $8, $9, $11) RETURNING id",
             )
             .bind(&spec.job_key)
             .bind(&spec.plugin)
@@ -388,6 +429,7 @@ pub async fn open_protein_load(
             .bind(spec.verified)
             .bind(sqlx::types::Json(&spec.worker_spec))
             .bind(&spec.table)
+            .bind(&spec.file_digest)
             .fetch_one(&mut *tx)
             .await
             .map_err(DestinationError::db(ctx("record the load")))?;
@@ -421,6 +463,31 @@ pub async fn open_protein_load(
     })
 }
 
+/// The unfinished load of `job_key` that [`open_protein_load`] would resume, if any, with the digest of the file
+/// its units were planned over (`algorithm:hex`; `None` for a load recorded without one). A caller plans units
+/// again when that digest is not the one of the file it has: [`open_protein_load`] does not resume such a load.
+///
+/// # Errors
+/// [`DestinationError::Database`].
+pub async fn resumable_load_digest(
+    dest: &Destination,
+    job_key: &str,
+) -> Result<Option<(i64, Option<String>)>, DestinationError> {
+    let row = sqlx::query(
+        "SELECT id, source_fingerprint FROM psystem.loads WHERE job_key = $1 AND state = ANY($2) \
+         AND source_kind = $3 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(job_key)
+    .bind(RESUMABLE)
+    .bind(SOURCE_KIND)
+    .fetch_optional(dest.pool())
+    .await
+    .map_err(DestinationError::db(format!(
+        "looking for an unfinished load of `{job_key}`"
+    )))?;
+    Ok(row.map(|r| (r.get("id"), r.get("source_fingerprint"))))
+}
+
 /// The unfinished load of `job_key` that [`open_protein_load`] would resume, if any.
 ///
 /// # Errors
@@ -439,7 +506,7 @@ pub async fn resumable_load(
     .fetch_optional(dest.pool())
     .await
     .map_err(DestinationError::db(format!(
-        "looking for an unfinished load of {job_key:?}"
+        "looking for an unfinished load of `{job_key}`"
     )))
 }
 
@@ -469,7 +536,10 @@ pub async fn attach_protein_load(
     let (Some(SOURCE_KIND), Some(spec)) = (kind.as_deref(), spec) else {
         return Err(DestinationError::InvalidSpec {
             job_key: format!("load #{load_id}"),
-            message: format!("it is not a shared UniProt load (source kind {kind:?})"),
+            message: format!(
+                "it is not a shared UniProt load (source kind `{}`)",
+                kind.as_deref().unwrap_or("none")
+            ),
         });
     };
     let timeout = spec
@@ -555,13 +625,13 @@ impl ProteinLoad {
             .begin()
             .await
             .map_err(DestinationError::db(format!(
-                "writing unit {:?} of load #{load_id}: begin",
+                "writing unit `{}` of load #{load_id}: begin",
                 unit.key
             )))?;
         match self.write_unit_in(&mut tx, unit, &mut batches).await {
             Ok(report) => {
                 tx.commit().await.map_err(DestinationError::db(format!(
-                    "writing unit {:?} of load #{load_id}: commit",
+                    "writing unit `{}` of load #{load_id}: commit",
                     unit.key
                 )))?;
                 debug!(load_id, unit = %unit.key, ?report, "Protein unit written.");
@@ -624,7 +694,7 @@ impl ProteinLoad {
     ) -> Result<(), DestinationError> {
         let ctx = |what: &str| {
             format!(
-                "writing unit {:?} of load #{}: {what}",
+                "writing unit `{}` of load #{}: {what}",
                 unit.key, self.load_id
             )
         };
