@@ -64,6 +64,22 @@ fn tiny_release(root: &Path) {
     psystem_testkit::opentargets::write_integrity(&root.join("25.03")).unwrap();
 }
 
+/// Makes every statement of `db`'s sessions slower to start, the way a busy server is: JIT compilation for every
+/// plan (`jit_above_cost = 0`; expressions are compiled when first evaluated, after the statement's snapshot is
+/// taken). A real server setting; it widens the window in which a claim's snapshot still sees a unit `pending`
+/// that another worker has just claimed (on an idle test server that window is microseconds wide).
+async fn slow_statement_start(db: &TestDb) {
+    let admin_url = std::env::var(psystem_testkit::db::TEST_DATABASE_URL_ENV).unwrap();
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    for setting in ["jit = on", "jit_above_cost = 0"] {
+        sqlx::query(&format!("ALTER DATABASE \"{}\" SET {setting}", db.name()))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    admin.close().await.unwrap();
+}
+
 /// Ten runs of a 30-dataset release with `--parallel 2 --workers 2` over HTTP, each into a fresh database: every
 /// run must succeed with every table complete. Each dataset is four tiny files, so the two workers of a dataset
 /// claim and commit units back to back; a worker's claim takes (and keeps for the rest of its statement) the row
@@ -90,6 +106,7 @@ async fn parallel_release_loads_of_many_small_datasets_never_lose_a_unit() {
     const ROUNDS: usize = 10;
     for round in 0..ROUNDS {
         let db = TestDb::create().await;
+        slow_statement_start(&db).await;
         let env = Env::new();
         write_plugin(&env, &url, "tiny", &entries);
         let mut args = vec!["run", "ot"];
