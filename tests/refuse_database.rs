@@ -91,7 +91,9 @@ async fn parallel_release_loads_of_many_small_datasets_never_lose_a_unit() {
     tiny_release(dir.path());
     let http = MirrorServer::start(dir.path().to_path_buf()).await.unwrap();
     let url = http.base_url();
-    let names: Vec<String> = (1..=TINY_DATASETS).map(|i| format!("tiny_{i:02}")).collect();
+    let names: Vec<String> = (1..=TINY_DATASETS)
+        .map(|i| format!("tiny_{i:02}"))
+        .collect();
     let entries: Vec<Entry<'_>> = names
         .iter()
         .map(|n| Entry {
@@ -193,7 +195,11 @@ async fn hold_unit_row(url: &str, key: &str, hold: Duration, then: Option<String
     tokio::spawn(async move {
         tokio::time::sleep(hold).await;
         if let Some(sql) = then {
-            sqlx::query(&sql).bind(&key).execute(&mut conn).await.unwrap();
+            sqlx::query(&sql)
+                .bind(&key)
+                .execute(&mut conn)
+                .await
+                .unwrap();
         }
         sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
     });
@@ -447,7 +453,8 @@ impl SmallDisk {
             uid, "0",
             "this test mounts a small tmpfs as the server's disk and needs root (CI runs as root); run it as root"
         );
-        let dir = std::env::temp_dir().join(format!("psystem-small-disk-{:016x}", rand::random::<u64>()));
+        let dir =
+            std::env::temp_dir().join(format!("psystem-small-disk-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -549,12 +556,11 @@ async fn a_full_server_disk_says_so_and_the_load_resumes_after_space_is_freed() 
     let resumed = run(&env, &["resume", "bigfiles/big", "--db", db.url()]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     let pool = PgPool::connect(db.url()).await.unwrap();
-    let (n, distinct, sum): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT id), sum(id)::bigint FROM public.big",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (n, distinct, sum): (i64, i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT id), sum(id)::bigint FROM public.big")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     let expected_sum = (rows * (rows + 1) / 2) as i64;
     assert_eq!((n, distinct, sum), (rows as i64, rows as i64, expected_sum));
     pool.close().await;

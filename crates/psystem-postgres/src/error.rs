@@ -496,8 +496,12 @@ fn resource_name(sqlstate: &str) -> &'static str {
 /// What to do about a SQLSTATE of class 53.
 fn resource_hint(sqlstate: &str) -> &'static str {
     match sqlstate {
-        "53100" => "free space on the database server's disk (its log says `No space left on device`)",
-        "53200" => "give the database server more memory or lower its work_mem and maintenance_work_mem",
+        "53100" => {
+            "free space on the database server's disk (its log says `No space left on device`)"
+        }
+        "53200" => {
+            "give the database server more memory or lower its work_mem and maintenance_work_mem"
+        }
         "53300" => "close other connections or raise the server's max_connections",
         _ => "raise the server limit its log names",
     }
@@ -534,8 +538,12 @@ impl DestinationError {
                 sqlstate: c.to_string(),
                 source,
             },
-            Some("57P01" | "57P02" | "57P03") => DestinationError::ConnectionLost { context, source },
-            _ if is_connection_lost(&source) => DestinationError::ConnectionLost { context, source },
+            Some("57P01" | "57P02" | "57P03") => {
+                DestinationError::ConnectionLost { context, source }
+            }
+            _ if is_connection_lost(&source) => {
+                DestinationError::ConnectionLost { context, source }
+            }
             _ => DestinationError::Database { context, source },
         }
     }

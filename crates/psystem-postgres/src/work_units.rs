@@ -220,12 +220,10 @@ impl WorkQueue {
         unit: &ClaimedUnit,
     ) -> Result<(), DestinationError> {
         let ctx = || format!("locking unit {} of load #{}", unit.key, self.load_id);
-        let previous: String = sqlx::query_scalar(
-            "SELECT current_setting('lock_timeout')",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(DestinationError::db(ctx()))?;
+        let previous: String = sqlx::query_scalar("SELECT current_setting('lock_timeout')")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(DestinationError::db(ctx()))?;
         sqlx::query("SELECT set_config('lock_timeout', $1, true)")
             .bind(format!("{}ms", UNIT_LOCK_WAIT.as_millis()))
             .execute(&mut *conn)
