@@ -506,6 +506,16 @@ impl Destination {
             .await
             .map_err(DestinationError::db(ctx("begin")))?;
         lock_running_load(&mut tx, load).await?;
+        if spec.mode != LoadMode::Replace {
+            // Append and merge write the table itself: wait for it a bounded time (another session may hold it).
+            crate::locks::lock_table(
+                &mut tx,
+                &self.pool,
+                &spec.table,
+                crate::locks::TableLock::RowExclusive,
+            )
+            .await?;
+        }
 
         let mut report = IdReport::default();
         let with_ids;
@@ -672,6 +682,13 @@ impl Destination {
                     staging: staging.to_string(),
                 });
             }
+            crate::locks::lock_table(
+                &mut tx,
+                &self.pool,
+                &spec.table,
+                crate::locks::TableLock::AccessExclusive,
+            )
+            .await?;
             drop_table_if_exists(&mut tx, &spec.table).await?;
             let rename = format!(
                 "ALTER TABLE {} RENAME TO {}",
@@ -1257,10 +1274,7 @@ pub(crate) async fn copy_in(
             let sent = copy.send(&buf[..]).await.map(|_| ());
             if let Err(source) = sent {
                 let _ = copy.abort("psystem: sending COPY data failed").await;
-                return Err(DestinationError::Database {
-                    context: context.to_string(),
-                    source,
-                });
+                return Err(DestinationError::from_server(context.to_string(), source));
             }
             buf.clear();
         }
@@ -1269,10 +1283,7 @@ pub(crate) async fn copy_in(
     let sent = copy.send(&buf[..]).await.map(|_| ());
     if let Err(source) = sent {
         let _ = copy.abort("psystem: sending COPY data failed").await;
-        return Err(DestinationError::Database {
-            context: context.to_string(),
-            source,
-        });
+        return Err(DestinationError::from_server(context.to_string(), source));
     }
     copy.finish().await.map_err(DestinationError::db(context))
 }

@@ -465,6 +465,84 @@ pub enum DestinationError {
         #[source]
         source: std::io::Error,
     },
+
+    // --- The server's own troubles (issue 13, cases 15 and 17) ------------------------------------------------
+    /// The database server ran out of a resource (SQLSTATE class 53: `53100` disk full — a data file or the WAL
+    /// could not be extended, the server's log says `No space left on device`; `53200` out of memory; `53300`
+    /// too many connections; `53400` a configured limit). Nothing of the failed transaction was written; the
+    /// committed work is kept, so the load resumes once the server has what it lacks.
+    #[error("the database server ran out of {} while {context} (SQLSTATE {sqlstate}); nothing of that step was written and the committed work is kept — {}, then run `psystem resume` with the job", resource_name(sqlstate), resource_hint(sqlstate))]
+    ServerOutOfResources {
+        /// What psystem was doing, naming the table and load.
+        context: String,
+        /// The SQLSTATE (`53100`, `53200`, `53300`, `53400`, …).
+        sqlstate: String,
+        /// The underlying error, with the server's message (e.g. `could not extend file …: No space left on device`).
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The server closed the connection in the middle of a statement (it was stopped or restarted, it crashed —
+    /// e.g. a PANIC when it could not write its WAL because its disk is full — or an administrator ended the
+    /// session). Nothing of the failed transaction was written; the committed work is kept.
+    #[error("the database server closed the connection while {context}; likely causes: the server was stopped or restarted, it ran out of disk space (its log then says `No space left on device`, often with a PANIC) or memory, or an administrator ended the session (pg_terminate_backend) — nothing of that step was written and the committed work is kept: check the server's log, fix the cause, then run `psystem resume` with the job")]
+    ConnectionLost {
+        /// What psystem was doing, naming the table and load.
+        context: String,
+        /// The underlying error (an I/O error, or the server's `57P01`/`57P02`/`57P03` notice).
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// Another session held a lock on the target table that the load needs for longer than the lock timeout
+    /// ([`crate::locks::lock_timeout`], `PSYSTEM_LOCK_TIMEOUT`); nothing of the step was written, the committed
+    /// work is kept.
+    #[error("table {table} is locked by another session: {}; psystem waited {waited} for the lock and gave up — wait for that session to finish (or end it: SELECT pg_terminate_backend(<process>)), then run `psystem resume` with the job (committed work is kept; PSYSTEM_LOCK_TIMEOUT sets how long to wait)", holders_text(holders))]
+    TableLocked {
+        /// The table, `schema.name`.
+        table: String,
+        /// How long psystem waited, e.g. `10 s`.
+        waited: String,
+        /// The sessions holding a conflicting lock on it: process id, lock mode, and what `pg_stat_activity`
+        /// shows of them (application, user, state, query) when readable.
+        holders: Vec<String>,
+        /// The server's `55P03` (lock_not_available) error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// What a SQLSTATE of class 53 ran out of.
+fn resource_name(sqlstate: &str) -> &'static str {
+    match sqlstate {
+        "53100" => "disk space",
+        "53200" => "memory",
+        "53300" => "connections",
+        _ => "a configured resource limit",
+    }
+}
+
+/// What to do about a SQLSTATE of class 53.
+fn resource_hint(sqlstate: &str) -> &'static str {
+    match sqlstate {
+        "53100" => {
+            "free space on the database server's disk (its log says `No space left on device`)"
+        }
+        "53200" => {
+            "give the database server more memory or lower its work_mem and maintenance_work_mem"
+        }
+        "53300" => "close other connections or raise the server's max_connections",
+        _ => "raise the server limit its log names",
+    }
+}
+
+fn holders_text(holders: &[String]) -> String {
+    if holders.is_empty() {
+        "no session holds a conflicting lock any more (it was released meanwhile, or others were queued for it)"
+            .into()
+    } else {
+        holders.join("; ")
+    }
 }
 
 /// What [`DestinationError::NulInText`] says about the value.
@@ -506,6 +584,58 @@ impl DestinationError {
     /// A [`DestinationError::Database`] with the given context.
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> DestinationError {
         let context = context.into();
-        move |source| DestinationError::Database { context, source }
+        move |source| DestinationError::from_server(context, source)
+    }
+
+    /// Classifies a failed statement: the server out of a resource (SQLSTATE class 53) →
+    /// [`DestinationError::ServerOutOfResources`]; the connection lost (an I/O error, or the server's `57P01`
+    /// admin shutdown, `57P02` crash shutdown, `57P03` cannot connect now) → [`DestinationError::ConnectionLost`];
+    /// anything else → [`DestinationError::Database`].
+    pub(crate) fn from_server(context: String, source: sqlx::Error) -> DestinationError {
+        let code = source
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
+        match code.as_deref() {
+            Some(c) if c.starts_with("53") => DestinationError::ServerOutOfResources {
+                context,
+                sqlstate: c.to_string(),
+                source,
+            },
+            Some("57P01" | "57P02" | "57P03") => {
+                DestinationError::ConnectionLost { context, source }
+            }
+            _ if is_connection_lost(&source) => {
+                DestinationError::ConnectionLost { context, source }
+            }
+            _ => DestinationError::Database { context, source },
+        }
+    }
+
+    /// True for the errors after which the load stays resumable as it is: the server out of a resource, the
+    /// connection lost, a table locked too long. A release finish that fails so keeps its staging table.
+    pub fn is_server_trouble(&self) -> bool {
+        matches!(
+            self,
+            DestinationError::ServerOutOfResources { .. }
+                | DestinationError::ConnectionLost { .. }
+                | DestinationError::TableLocked { .. }
+        )
+    }
+}
+
+/// An I/O error that means the server is gone: reset, aborted, broken pipe, end of stream.
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        sqlx::Error::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::NotConnected
+        ),
+        _ => false,
     }
 }

@@ -26,6 +26,7 @@ pub mod error;
 pub mod idcache;
 pub mod ident;
 pub mod ledger;
+pub mod locks;
 pub mod metrics;
 pub mod protein;
 pub mod release_load;

@@ -21,6 +21,10 @@ use tracing::{debug, warn};
 
 use crate::{Destination, DestinationError};
 
+/// How long [`WorkQueue::lock_for_commit`] waits for the row lock of a unit that another transaction holds for
+/// a moment (a concurrent claim or heartbeat) before it gives the unit up as lost.
+pub const UNIT_LOCK_WAIT: Duration = Duration::from_secs(30);
+
 /// The state of a work unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UnitState {
@@ -198,33 +202,62 @@ impl WorkQueue {
         self.check_holder(unit, row.as_ref())
     }
 
-    /// Inside the worker's writing transaction, before it commits: locks the unit's row (`FOR UPDATE SKIP
-    /// LOCKED`), checks that it is still this worker's claim and that the load is still `running`.
+    /// Inside the worker's writing transaction, before it commits: locks the unit's row, checks that it is still
+    /// this worker's claim and that the load is still `running`.
+    ///
+    /// Another transaction may hold the row lock for a moment although the unit is still this worker's: another
+    /// worker's claim (its `FOR UPDATE SKIP LOCKED` locks the newest version of a unit its snapshot still saw
+    /// pending, and keeps that lock to the end of its statement although the unit no longer qualifies), or this
+    /// worker's own heartbeat on another connection. So the lock is waited for — at most [`UNIT_LOCK_WAIT`] —
+    /// and the holder checked on the row as it is then: a unit reclaimed by another worker meanwhile is refused.
     ///
     /// # Errors
-    /// [`DestinationError::UnitLost`], [`DestinationError::LoadNotActive`], [`DestinationError::Database`].
+    /// [`DestinationError::UnitLost`] (reclaimed, done, or its row locked for the whole wait),
+    /// [`DestinationError::LoadNotActive`], [`DestinationError::Database`].
     pub async fn lock_for_commit(
         &self,
         conn: &mut PgConnection,
         unit: &ClaimedUnit,
     ) -> Result<(), DestinationError> {
+        let ctx = || format!("locking unit `{}` of load #{}", unit.key, self.load_id);
+        let previous: String = sqlx::query_scalar("SELECT current_setting('lock_timeout')")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(DestinationError::db(ctx()))?;
+        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(format!("{}ms", UNIT_LOCK_WAIT.as_millis()))
+            .execute(&mut *conn)
+            .await
+            .map_err(DestinationError::db(ctx()))?;
         let row = sqlx::query(
-            "SELECT state, worker, attempts FROM psystem.work_units WHERE id = $1 FOR UPDATE SKIP LOCKED",
+            "SELECT state, worker, attempts FROM psystem.work_units WHERE id = $1 FOR UPDATE",
         )
         .bind(unit.id)
         .fetch_optional(&mut *conn)
-        .await
-        .map_err(DestinationError::db(format!(
-            "locking unit `{}` of load #{}",
-            unit.key, self.load_id
-        )))?;
-        if row.is_none() {
-            return Err(DestinationError::UnitLost {
-                load_id: self.load_id,
-                unit: unit.key.clone(),
-                detail: "another transaction is writing it".into(),
-            });
-        }
+        .await;
+        let row = match row {
+            Ok(row) => row,
+            Err(e)
+                if e.as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "55P03") =>
+            {
+                return Err(DestinationError::UnitLost {
+                    load_id: self.load_id,
+                    unit: unit.key.clone(),
+                    detail: format!(
+                        "another transaction kept its row locked for more than {} s",
+                        UNIT_LOCK_WAIT.as_secs()
+                    ),
+                });
+            }
+            Err(e) => return Err(DestinationError::db(ctx())(e)),
+        };
+        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(&previous)
+            .execute(&mut *conn)
+            .await
+            .map_err(DestinationError::db(ctx()))?;
         self.check_holder(unit, row.as_ref())?;
         check_running(conn, self.load_id).await
     }

@@ -716,10 +716,7 @@ impl DatasetLoad {
                 if buf.len() >= COPY_CHUNK {
                     if let Err(source) = copy.send(&buf[..]).await {
                         let _ = copy.abort("psystem: sending COPY data failed").await;
-                        return Err(DestinationError::Database {
-                            context: ctx("send COPY data"),
-                            source,
-                        });
+                        return Err(DestinationError::from_server(ctx("send COPY data"), source));
                     }
                     buf.clear();
                 }
@@ -729,10 +726,7 @@ impl DatasetLoad {
         CopyEncoder::write_trailer(&mut buf);
         if let Err(source) = copy.send(&buf[..]).await {
             let _ = copy.abort("psystem: sending COPY data failed").await;
-            return Err(DestinationError::Database {
-                context: ctx("send COPY data"),
-                source,
-            });
+            return Err(DestinationError::from_server(ctx("send COPY data"), source));
         }
         let copied = copy
             .finish()
@@ -786,6 +780,9 @@ impl DatasetLoad {
                 e
                 @ (DestinationError::UnitsNotDone { .. } | DestinationError::LoadNotActive { .. }),
             ) => Err(e),
+            // The server's troubles (a table locked too long, out of disk, the connection lost) change nothing
+            // either: the staging table is kept and `resume` finishes the load.
+            Err(e) if e.is_server_trouble() => Err(e),
             Err(e) => {
                 if let Err(abort) = self.abort_inner(dest, &e.to_string()).await {
                     warn!(load_id = self.load_id, error = %abort, "Dropping the staging table after a failed finish failed.");
@@ -839,7 +836,7 @@ impl DatasetLoad {
             .begin()
             .await
             .map_err(DestinationError::db(ctx("begin")))?;
-        match self.finish_in(&mut tx).await {
+        match self.finish_in(&mut tx, dest.pool()).await {
             Ok(report) => {
                 tx.commit()
                     .await
@@ -861,7 +858,11 @@ impl DatasetLoad {
     }
 
     /// The body of [`DatasetLoad::finish`] inside its transaction (committed by the caller).
-    async fn finish_in(&self, tx: &mut PgConnection) -> Result<FinishReport, DestinationError> {
+    async fn finish_in(
+        &self,
+        tx: &mut PgConnection,
+        pool: &sqlx::PgPool,
+    ) -> Result<FinishReport, DestinationError> {
         let started = Instant::now();
         let load_id = self.load_id;
         let spec = &self.spec;
@@ -872,6 +873,13 @@ impl DatasetLoad {
             .await
             .map_err(DestinationError::db(ctx("set the time zone")))?;
         let counts = crate::work_units::lock_for_finish(&mut *tx, load_id).await?;
+        // The target's lock first, waiting a bounded time: another session may hold the table.
+        let mode = match spec.mode {
+            LoadMode::Merge => crate::locks::TableLock::ShareRowExclusive,
+            LoadMode::Append => crate::locks::TableLock::RowExclusive,
+            LoadMode::Replace => crate::locks::TableLock::AccessExclusive,
+        };
+        crate::locks::lock_table(&mut *tx, pool, table, mode).await?;
         // Building the key's index and joining the release with the table sort and hash millions of keys: with
         // the servers' defaults (64 MB, 4 MB) both spill to temporary files. Raised for this transaction only,
         // never lowered.
