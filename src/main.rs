@@ -850,7 +850,7 @@ fn stopped_hint(keys: &[String]) -> String {
         ));
     }
     if parts.is_empty() {
-        return "no job had started; run it again".into();
+        return "what was committed is kept".into();
     }
     parts.join("; ")
 }
@@ -868,9 +868,13 @@ impl Interrupt {
                     let _ = control.send(Control::Pause);
                 }
                 if !json {
+                    let what = if keys.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", keys.join(", "))
+                    };
                     eprintln!(
-                        "\nPausing {} at the next checkpoint… (press Ctrl+C again to stop at once)",
-                        keys.join(", ")
+                        "\nPausing{what} at the next checkpoint… (press Ctrl+C again to stop at once)"
                     );
                 }
             } else {
