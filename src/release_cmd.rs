@@ -485,7 +485,10 @@ fn report(outcome: &ReleaseOutcome, json: bool) -> Result<ExitCode> {
             .filter(|d| d.state == JobState::Failed)
             .map(|d| d.job.as_str())
             .collect();
-        let resume: Vec<String> = failed.iter().map(|k| format!("psystem resume {k}")).collect();
+        let resume: Vec<String> = failed
+            .iter()
+            .map(|k| format!("psystem resume {k}"))
+            .collect();
         anyhow::bail!(
             "{} of {} datasets failed: {}; fix the cause, then continue with: {}",
             failed.len(),

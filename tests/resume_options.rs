@@ -237,7 +237,9 @@ async fn gho_resume_keeps_since_until_and_page_size() {
         if r.path.ends_with("/WSH_8") && r.skip.is_some() {
             assert_eq!(r.top, Some(10), "{r:?}");
             assert!(
-                r.filter.as_deref().is_some_and(|f| f.contains("2003") && f.contains("2006")),
+                r.filter
+                    .as_deref()
+                    .is_some_and(|f| f.contains("2003") && f.contains("2006")),
                 "{r:?}"
             );
         }
@@ -301,7 +303,12 @@ async fn files_resume_keeps_source_url_page_size_and_window() {
         "{}",
         text(&out)
     );
-    let out = env.run(&["resume", "filetest/rows", "--source-url", &a.display().to_string()]);
+    let out = env.run(&[
+        "resume",
+        "filetest/rows",
+        "--source-url",
+        &a.display().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
     let out = env.run(&["resume", "filetest/rows"]);
@@ -475,7 +482,10 @@ async fn opentargets_resume_after_kill_9_keeps_mode_release_source_workers_and_u
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(last, killed_load, "the killed load was resumed, not restarted");
+    assert_eq!(
+        last, killed_load,
+        "the killed load was resumed, not restarted"
+    );
     // One worker (`<host>:<pid>/0`), as the run asked: no unit was copied by a second one.
     let workers: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT worker FROM psystem.work_units WHERE load_id = $1 AND worker IS NOT NULL",
@@ -568,20 +578,11 @@ async fn uniprot_paused_during_the_download_resumes_with_its_unit_size_and_skip_
     let release = MirrorRelease::with_entries("2024_01", entries.clone(), Vec::new()).unwrap();
     let mirror = UniprotMirror::build(dir.path(), &[release]).unwrap();
     let server = mirror.serve().await.unwrap();
-    let gz = std::fs::metadata(
-        mirror
-            .release_dir("2024_01")
-            .join("uniprot_sprot.dat.gz"),
-    )
-    .unwrap()
-    .len() as usize;
+    let gz = std::fs::metadata(mirror.release_dir("2024_01").join("uniprot_sprot.dat.gz"))
+        .unwrap()
+        .len() as usize;
     // About 4 s for the flat file.
-    let proxy = throttled_proxy(
-        server.addr(),
-        (gz / 80).max(512),
-        Duration::from_millis(50),
-    )
-    .await;
+    let proxy = throttled_proxy(server.addr(), (gz / 80).max(512), Duration::from_millis(50)).await;
     let slow_url = format!("http://{proxy}/");
     let options = ["--unit-size", "100KiB", "--skip-bad-entries"];
 
@@ -589,7 +590,14 @@ async fn uniprot_paused_during_the_download_resumes_with_its_unit_size_and_skip_
     let clean = TestDb::create().await;
     let env = Env::new();
     let base_url = server.base_url();
-    let mut args = vec!["run", "uniprot", "--source-url", &base_url, "--db", clean.url()];
+    let mut args = vec![
+        "run",
+        "uniprot",
+        "--source-url",
+        &base_url,
+        "--db",
+        clean.url(),
+    ];
     args.extend_from_slice(&options);
     let out = env.run(&args);
     assert!(out.status.success(), "{}", text(&out));
@@ -600,7 +608,14 @@ async fn uniprot_paused_during_the_download_resumes_with_its_unit_size_and_skip_
     let db = TestDb::create().await;
     let pool = pool(&db).await;
     let env = Env::new();
-    let mut args = vec!["run", "uniprot", "--source-url", &slow_url, "--db", db.url()];
+    let mut args = vec![
+        "run",
+        "uniprot",
+        "--source-url",
+        &slow_url,
+        "--db",
+        db.url(),
+    ];
     args.extend_from_slice(&options);
     let mut child = spawn(&env, &args);
     wait_for_job(&env, "uniprot/sprot", &mut child).await;
@@ -615,7 +630,11 @@ async fn uniprot_paused_during_the_download_resumes_with_its_unit_size_and_skip_
     assert_eq!(units, 0, "paused before the file was split into units");
     let status = env.status();
     let job = &status["jobs"]["uniprot/sprot"];
-    assert_eq!(job["options"]["unit_bytes"].as_u64(), Some(UNIT), "{status:?}");
+    assert_eq!(
+        job["options"]["unit_bytes"].as_u64(),
+        Some(UNIT),
+        "{status:?}"
+    );
     assert_eq!(
         job["options"]["skip_bad_entries"].as_bool(),
         Some(true),
@@ -634,7 +653,11 @@ async fn uniprot_paused_during_the_download_resumes_with_its_unit_size_and_skip_
     let out = env.run(&["resume", "uniprot/sprot"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("1 malformed entry skipped"), "{}", text(&out));
+    assert!(
+        stdout.contains("1 malformed entry skipped"),
+        "{}",
+        text(&out)
+    );
     let (n, max): (i64, i64) =
         sqlx::query_as("SELECT count(*), max(bytes) FROM psystem.work_units")
             .fetch_one(&pool)
@@ -828,7 +851,10 @@ async fn cancel_a_paused_uniprot_job_then_the_next_run_starts_over() {
             .await
             .unwrap();
     assert!(new_load > load, "a new load");
-    assert_eq!(count(&pool, "uniprot.protein").await as usize, entries.len());
+    assert_eq!(
+        count(&pool, "uniprot.protein").await as usize,
+        entries.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -613,7 +613,11 @@ impl Api {
             .filter(|(_, j)| j.state.is_resumable())
             .collect();
         let (key, status) = match job {
-            Some(k) => match file.jobs.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)) {
+            Some(k) => match file
+                .jobs
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            {
                 Some(found) => found,
                 None if resuming => return Err(self.nothing_to_resume(k, &file)),
                 None => return Err(self.no_such_job(k, &file)),
@@ -730,18 +734,18 @@ impl Api {
             let mode = LoadMode::parse(&status.mode)
                 .filter(|m| matches!(m, LoadMode::Replace | LoadMode::Merge));
             if let Some(asked) = options.mode {
-                fixed(
-                    "--mode",
-                    mode.map(|m| m.to_string()),
-                    asked.to_string(),
-                )?;
+                fixed("--mode", mode.map(|m| m.to_string()), asked.to_string())?;
             }
             if let Some(asked) = &options.release {
                 fixed("--release", status.release.clone(), asked.clone())?;
             }
             if let (Some(asked), Some(was)) = (options.unit_bytes, stored.unit_bytes) {
                 if asked != was {
-                    fixed("--unit-size", Some(format!("{was} bytes")), format!("{asked} bytes"))?;
+                    fixed(
+                        "--unit-size",
+                        Some(format!("{was} bytes")),
+                        format!("{asked} bytes"),
+                    )?;
                 }
             }
             return Ok(ResumePlan::Release(ReleaseRunRequest {
@@ -790,10 +794,18 @@ impl Api {
             )));
         }
         if let Some(asked) = options.since {
-            fixed("--since", stored.since.map(|y| y.to_string()), asked.to_string())?;
+            fixed(
+                "--since",
+                stored.since.map(|y| y.to_string()),
+                asked.to_string(),
+            )?;
         }
         if let Some(asked) = options.until {
-            fixed("--until", stored.until.map(|y| y.to_string()), asked.to_string())?;
+            fixed(
+                "--until",
+                stored.until.map(|y| y.to_string()),
+                asked.to_string(),
+            )?;
         }
         Ok(ResumePlan::Run(RunRequest {
             plugin: status.plugin.clone(),

@@ -349,7 +349,10 @@ mod tests {
         assert!(text.contains("state: paused"), "{text}");
         assert!(text.contains("next_skip: 100"), "{text}");
         assert!(text.contains("since: 2010"), "{text}");
-        assert!(!text.contains("skip_bad_entries"), "defaults are not written: {text}");
+        assert!(
+            !text.contains("skip_bad_entries"),
+            "defaults are not written: {text}"
+        );
     }
 
     #[test]
