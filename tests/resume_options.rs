@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use psystem_testkit::db::TestDb;
 use psystem_testkit::uniprot::{FlatEntry, MirrorRelease, UniprotMirror};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use support::releases::{write_plugin, Entry};
 use support::{text, Env};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
