@@ -11,7 +11,7 @@ mod uniprot_cmd;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use psystem_api::idcache::CacheScope;
-use psystem_api::runs::{PlannedJob, RunRequest};
+use psystem_api::runs::{PlannedJob, ResumePlan, RunRequest};
 use psystem_api::{Api, ApiError};
 use psystem_core::JobState;
 use psystem_jobs::dryrun::OutputFormat;
@@ -174,6 +174,9 @@ struct RunArgs {
     release: release_cmd::ReleaseRunArgs,
 }
 
+/// `psystem resume`: the job continues with every option it was started with (status.yaml keeps them). Page
+/// size, workers, heartbeat timeout and the permissive flags may change; mode, release, source URL, `--since`,
+/// `--until` and unit size must equal the job's own (a different one is refused: start over with `run --restart`).
 #[derive(Args, Debug)]
 struct ResumeArgs {
     /// Job key `<plugin>/<entry>` as shown by `psystem status`; may be omitted when one job is unfinished.
@@ -183,6 +186,60 @@ struct ResumeArgs {
     /// Rows per request from here on (default: the page size the job started with).
     #[arg(long, value_name = "N")]
     page_size: Option<u64>,
+    /// Release jobs: files or work units worked on at the same time (default: as the job started).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Release jobs: heartbeat timeout of work units (default: as the job started).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    heartbeat_timeout: Option<std::time::Duration>,
+    /// UniProt: skip malformed entries from here on (a job started without it fails on them).
+    #[arg(long)]
+    skip_bad_entries: bool,
+    /// Release jobs: allow a release without a checksum manifest from here on.
+    #[arg(long)]
+    allow_unverified: bool,
+    /// Release jobs: allow casts of incompatible column types from here on.
+    #[arg(long)]
+    allow_casts: bool,
+    /// Must equal the job's mode (a resume cannot change it).
+    #[arg(long, value_name = "MODE", value_parser = ["replace", "merge"])]
+    mode: Option<String>,
+    /// Must equal the job's release (a resume cannot change it).
+    #[arg(long, value_name = "YY.MM")]
+    release: Option<String>,
+    /// Must name the job's source (e.g. the same URL with its password, which status.yaml does not keep).
+    #[arg(long, value_name = "URL")]
+    source_url: Option<String>,
+    /// Must equal the job's --since (a resume cannot change it).
+    #[arg(long, value_name = "YEAR")]
+    since: Option<i64>,
+    /// Must equal the job's --until (a resume cannot change it).
+    #[arg(long, value_name = "YEAR")]
+    until: Option<i64>,
+    /// Must equal the job's --unit-size (a resume cannot change it).
+    #[arg(long, value_name = "SIZE")]
+    unit_size: Option<bytesize::ByteSize>,
+}
+
+impl ResumeArgs {
+    /// The options for [`Api::resume_plan`].
+    fn options(&self) -> psystem_api::runs::ResumeOptions {
+        psystem_api::runs::ResumeOptions {
+            db_url: self.dest.db.clone(),
+            page_size: self.page_size,
+            workers: self.workers,
+            heartbeat_timeout: self.heartbeat_timeout,
+            allow_unverified: self.allow_unverified,
+            allow_casts: self.allow_casts,
+            skip_bad_entries: self.skip_bad_entries,
+            mode: self.mode.as_deref().and_then(psystem_core::LoadMode::parse),
+            release: self.release.clone(),
+            source_url: self.source_url.clone(),
+            since: self.since,
+            until: self.until,
+            unit_bytes: self.unit_size.map(|s| s.as_u64()),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -434,19 +491,25 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Resume(args) => {
             let interrupt = Interrupt::install(json)?;
-            if let Some(job) = release_cmd::release_job(&api.status_store(), args.job.as_deref()) {
-                return release_cmd::resume(&api, &job, args.dest.db.clone(), json, &interrupt)
-                    .await;
+            match api.resume_plan(args.job.as_deref(), &args.options())? {
+                ResumePlan::Release(req) => release_cmd::resume(&api, req, json, &interrupt).await,
+                ResumePlan::Run(req) => {
+                    let job = api.plan(&req).await?;
+                    run_jobs(&api, vec![job], &args.dest, json, &interrupt).await
+                }
             }
-            let req =
-                api.resume_request(args.job.as_deref(), args.dest.db.clone(), args.page_size)?;
-            let job = api.plan(&req).await?;
-            run_jobs(&api, vec![job], &args.dest, json, &interrupt).await
         }
         Command::Cancel(args) => {
             let job = api.cancel(args.job.as_deref(), args.db).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&job)?);
+            } else if job.source == psystem_jobs::release::SOURCE_KIND {
+                println!(
+                    "Cancelled {}/{}: its unfinished load was abandoned (staging table and pending work units \
+                     removed; a UniProt load's entries already written stay in {} until the next load completes); \
+                     the next `psystem run {} {}` starts from the beginning.",
+                    job.plugin, job.entry, job.table, job.plugin, job.entry
+                );
             } else {
                 println!(
                     "Cancelled {}/{} ({} rows committed stay in {}); the next `psystem run {} {}` starts from the beginning.",
@@ -662,7 +725,7 @@ async fn run_jobs(
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
         let handle = api.start(planned, tx);
-        interrupt.watch(handle.control(), handle.key().to_string());
+        interrupt.watch(handle.control(), vec![handle.key().to_string()]);
         let mut progress = output::Progress::new(planned, !dest.no_progress && !json, json);
         while let Some(event) = rx.recv().await {
             progress.on_event(&event);
@@ -735,13 +798,61 @@ async fn run_jobs(
     Ok(code)
 }
 
-/// The job a Ctrl+C pauses: its control channel and key.
-type CurrentJob = Arc<std::sync::Mutex<Option<(watch::Sender<Control>, String)>>>;
+/// The job a Ctrl+C pauses: its control channel and the job keys it runs (one for GHO/files, one per dataset for a
+/// release run).
+type CurrentJob = Arc<std::sync::Mutex<Option<(watch::Sender<Control>, Vec<String>)>>>;
 
 /// The Ctrl+C handler of a run (the `ctrlc` crate allows one per process): it pauses whichever job runs.
 struct Interrupt {
     current: CurrentJob,
     presses: Arc<AtomicUsize>,
+}
+
+/// What to do after a second Ctrl+C stopped the run at once: `psystem resume KEY` for each job status.yaml
+/// holds (it resumes from the last checkpoint), and for jobs stopped before their first step (status.yaml has
+/// none of them yet) the `psystem run` that starts them again.
+fn stopped_hint(keys: &[String]) -> String {
+    let status = psystem_core::Home::from_env()
+        .ok()
+        .and_then(|h| psystem_jobs::StatusStore::new(&h).read().ok())
+        .unwrap_or_default();
+    let (started, not_started): (Vec<&String>, Vec<&String>) = keys.iter().partition(|k| {
+        status
+            .jobs
+            .get(k.as_str())
+            .is_some_and(|j| j.state.is_resumable() || j.state == JobState::Running)
+    });
+    let mut parts = Vec::new();
+    if !started.is_empty() {
+        let commands: Vec<String> = started
+            .iter()
+            .map(|k| format!("psystem resume {k}"))
+            .collect();
+        parts.push(format!(
+            "the last committed checkpoint is kept. Resume with: {}",
+            commands.join("; ")
+        ));
+    }
+    if !not_started.is_empty() {
+        let plugin = not_started[0].split('/').next().unwrap_or_default();
+        let entries: Vec<&str> = not_started
+            .iter()
+            .filter_map(|k| k.split_once('/').map(|(_, e)| e))
+            .collect();
+        parts.push(format!(
+            "{} had not started, so there is nothing to resume; run it again: psystem run {plugin} {}",
+            not_started
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            entries.join(" ")
+        ));
+    }
+    if parts.is_empty() {
+        return "what was committed is kept".into();
+    }
+    parts.join("; ")
 }
 
 impl Interrupt {
@@ -751,17 +862,24 @@ impl Interrupt {
         let (c, p) = (current.clone(), presses.clone());
         ctrlc::set_handler(move || {
             let job = c.lock().ok().and_then(|g| g.clone());
-            let key = job.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
+            let keys = job.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
             if p.fetch_add(1, Ordering::SeqCst) == 0 {
                 if let Some((control, _)) = &job {
                     let _ = control.send(Control::Pause);
                 }
                 if !json {
-                    eprintln!("\nPausing {key} after the current page… (press Ctrl+C again to stop at once)");
+                    let what = if keys.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", keys.join(", "))
+                    };
+                    eprintln!(
+                        "\nPausing{what} at the next checkpoint… (press Ctrl+C again to stop at once)"
+                    );
                 }
             } else {
                 if !json {
-                    eprintln!("\nStopped at once; the last committed page is kept. Resume with: psystem resume {key}");
+                    eprintln!("\nStopped at once; {}", stopped_hint(&keys));
                 }
                 std::process::exit(EXIT_INTERRUPTED);
             }
@@ -769,9 +887,10 @@ impl Interrupt {
         Ok(Interrupt { current, presses })
     }
 
-    fn watch(&self, control: watch::Sender<Control>, key: String) {
+    /// From now on Ctrl+C pauses the job behind `control`, which runs the jobs `keys` (`<plugin>/<entry>`).
+    fn watch(&self, control: watch::Sender<Control>, keys: Vec<String>) {
         if let Ok(mut g) = self.current.lock() {
-            *g = Some((control, key));
+            *g = Some((control, keys));
         }
     }
 

@@ -8,7 +8,7 @@ use psystem_api::releases::{ReleaseRunRequest, ShowOptions};
 use psystem_api::Api;
 use psystem_core::{JobState, LoadMode};
 use psystem_jobs::release::{ReleaseEvent, ReleaseOutcome};
-use psystem_jobs::{Control, StatusStore};
+use psystem_jobs::Control;
 use tokio::sync::{mpsc, watch};
 
 use crate::output::human_bytes;
@@ -297,7 +297,9 @@ pub async fn run(
         crate::output::note(note, json);
     }
     let (control_tx, control_rx) = watch::channel(Control::Run);
-    interrupt.watch(control_tx.clone(), planned.spec.plugin.to_string());
+    let keys = planned.spec.datasets.iter();
+    let keys = keys.map(|d| psystem_jobs::job_key(&planned.spec.plugin, &d.entry));
+    interrupt.watch(control_tx.clone(), keys.collect());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let spec = planned.spec.clone();
     let status = api.status_store();
@@ -314,57 +316,41 @@ pub async fn run(
     report(&outcome, json)
 }
 
-/// `psystem resume PLUGIN/ENTRY` for a job of a release plugin: the same release, dataset and destination.
+/// `psystem resume PLUGIN/ENTRY` for a job of a release plugin: the request [`Api::resume_plan`] made from what
+/// the job was started with (release, mode, source URL, destination, workers, unit size, error policy, …), run
+/// as `psystem run` runs it.
 pub async fn resume(
     api: &Api,
-    status: &psystem_jobs::JobStatus,
-    db: Option<String>,
+    req: ReleaseRunRequest,
     json: bool,
     interrupt: &Interrupt,
 ) -> Result<ExitCode> {
-    let recorded = Some(status.destination.clone()).filter(|d| !d.is_empty() && !d.contains("***"));
     let args = ReleaseRunArgs {
-        release: status.release.clone(),
-        mode: Some(status.mode.clone()).filter(|m| m == "replace" || m == "merge"),
-        ..ReleaseRunArgs::default()
+        release: req.release.clone(),
+        mode: req.mode.map(|m| m.to_string()),
+        parallel: req.parallel,
+        workers: req.workers,
+        unit_size: req.unit_bytes.map(bytesize::ByteSize::b),
+        skip_bad_entries: req.skip_bad_entries,
+        heartbeat_timeout: req.heartbeat_timeout,
+        fail_fast: req.fail_fast,
+        allow_unverified: req.allow_unverified,
+        allow_casts: req.allow_casts,
     };
     run(
         api,
-        status.plugin.clone(),
-        vec![status.entry.clone()],
+        req.plugin,
+        req.entries,
         false,
         &args,
-        db.or(recorded),
-        status.source_url.clone().filter(|u| !u.contains("***")),
+        req.db_url,
+        req.source_url,
         false,
         false,
         json,
         interrupt,
     )
     .await
-}
-
-/// The job of status.yaml for `key`, when it belongs to a release plugin.
-pub fn release_job(store: &StatusStore, key: Option<&str>) -> Option<psystem_jobs::JobStatus> {
-    let file = store.read().ok()?;
-    let (_, job) = match key {
-        Some(k) => file
-            .jobs
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(k))?,
-        None => {
-            let unfinished: Vec<_> = file
-                .jobs
-                .iter()
-                .filter(|(_, j)| j.state.is_resumable())
-                .collect();
-            if unfinished.len() != 1 {
-                return None;
-            }
-            unfinished[0]
-        }
-    };
-    (job.source == psystem_jobs::release::SOURCE_KIND).then(|| job.clone())
 }
 
 struct Printer {
@@ -504,11 +490,16 @@ fn report(outcome: &ReleaseOutcome, json: bool) -> Result<ExitCode> {
             .filter(|d| d.state == JobState::Failed)
             .map(|d| d.job.as_str())
             .collect();
+        let resume: Vec<String> = failed
+            .iter()
+            .map(|k| format!("psystem resume {k}"))
+            .collect();
         anyhow::bail!(
-            "{} of {} datasets failed: {}",
+            "{} of {} datasets failed: {}; fix the cause, then continue with: {}",
             failed.len(),
             outcome.datasets.len(),
-            failed.join(", ")
+            failed.join(", "),
+            resume.join("; ")
         );
     }
     if outcome.datasets.iter().any(|d| d.state == JobState::Paused) {

@@ -71,7 +71,7 @@ pub async fn worker(
     interrupt: &Interrupt,
 ) -> Result<ExitCode> {
     let (control_tx, control_rx) = watch::channel(Control::Run);
-    interrupt.watch(control_tx.clone(), "worker".to_string());
+    interrupt.watch(control_tx.clone(), Vec::new());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let req = WorkerRequest {
         db_url: args.db,

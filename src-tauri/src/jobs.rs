@@ -9,7 +9,7 @@
 use crate::error::{IpcError, IpcResult};
 use chrono::{DateTime, Utc};
 use psystem_api::releases::ReleaseRunRequest;
-use psystem_api::runs::RunRequest;
+use psystem_api::runs::{ResumeOptions, ResumePlan, RunRequest};
 use psystem_api::{Api, ApiError};
 use psystem_core::{JobState, LoadMode};
 use psystem_jobs::release::{ReleaseEvent, SOURCE_KIND as RELEASE_SOURCE};
@@ -452,20 +452,23 @@ impl Jobs {
                     })?,
             ),
         };
-        let planned = self
-            .api
-            .plan_release(&ReleaseRunRequest {
-                plugin: req.plugin.clone(),
-                entries: req.entry.clone().into_iter().collect(),
-                release: req.release.clone(),
-                source_url: req.source_url.clone(),
-                db_url: req.db.clone(),
-                mode,
-                force: req.force,
-                restart: req.restart,
-                ..ReleaseRunRequest::default()
-            })
-            .await?;
+        self.start_release_request(ReleaseRunRequest {
+            plugin: req.plugin.clone(),
+            entries: req.entry.clone().into_iter().collect(),
+            release: req.release.clone(),
+            source_url: req.source_url.clone(),
+            db_url: req.db.clone(),
+            mode,
+            force: req.force,
+            restart: req.restart,
+            ..ReleaseRunRequest::default()
+        })
+        .await
+    }
+
+    /// Starts the release job of `request` (one entry) on a thread of its own. Returns the job key.
+    async fn start_release_request(&self, request: ReleaseRunRequest) -> IpcResult<String> {
+        let planned = self.api.plan_release(&request).await?;
         let spec = planned.spec;
         let dataset =
             spec.datasets.first().cloned().ok_or_else(|| {
@@ -860,21 +863,15 @@ impl Jobs {
             return Err(busy(&key));
         }
         let db = Self::recorded_db(&status, active);
-        if status.source == RELEASE_SOURCE {
-            return self
-                .start_release(StartRequest {
-                    plugin: status.plugin.clone(),
-                    entry: Some(status.entry.clone()),
-                    db,
-                    release: status.release.clone(),
-                    mode: Some(status.mode.clone()).filter(|m| m == "replace" || m == "merge"),
-                    source_url: status.source_url.clone().filter(|u| !u.contains("***")),
-                    ..StartRequest::default()
-                })
-                .await;
+        // The API applies every option the job was started with (release, mode, source, workers, unit size, …).
+        let options = ResumeOptions {
+            db_url: db,
+            ..ResumeOptions::default()
+        };
+        match self.api.resume_plan(Some(&key), &options)? {
+            ResumePlan::Release(req) => self.start_release_request(req).await,
+            ResumePlan::Run(req) => self.start_planned(req).await,
         }
-        let req = self.api.resume_request(Some(&key), db, None)?;
-        self.start_planned(req).await
     }
 
     /// Cancels job `key`: a job this app runs stops at its next safe point and is marked cancelled; a paused or
@@ -888,36 +885,8 @@ impl Jobs {
         }
         let (key, status) = self.status_of(key)?;
         let db = Self::recorded_db(&status, active);
-        if status.source != RELEASE_SOURCE {
-            self.api.cancel(Some(&key), db).await?;
-        } else {
-            // Api::cancel plans GHO/files jobs only; the same steps for a release job.
-            let url = self.api.ledger_url(db).await?;
-            let dest = psystem_postgres::Destination::connect(&url)
-                .await
-                .map_err(ApiError::from)?;
-            let _lock = dest
-                .try_lock_job(&key)
-                .await
-                .map_err(ApiError::from)?
-                .ok_or_else(|| ApiError::Job(psystem_jobs::JobError::Busy { job: key.clone() }))?;
-            for load in dest.loads(Some(&key), 100).await.map_err(ApiError::from)? {
-                if load.state.is_resumable() {
-                    dest.set_state(load.id, JobState::Cancelled, None)
-                        .await
-                        .map_err(ApiError::from)?;
-                }
-            }
-            self.api
-                .status_store()
-                .update(|f| {
-                    if let Some(j) = f.jobs.get_mut(&key) {
-                        j.state = JobState::Cancelled;
-                        j.updated_at = Some(Utc::now());
-                    }
-                })
-                .map_err(ApiError::from)?;
-        }
+        // One API call for every kind of job (GHO, files, Open Targets, UniProt), as `psystem cancel`.
+        self.api.cancel(Some(&key), db).await?;
         self.log_line(&key, "cancelled".into());
         if let Ok((_, s)) = self.status_of(&key) {
             self.sink.emit(

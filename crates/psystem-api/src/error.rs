@@ -25,6 +25,19 @@ pub enum ApiError {
         /// Keys that exist.
         known: Vec<String>,
     },
+    /// `psystem resume KEY` for a job status.yaml does not have: a run stopped in its first moments (before its
+    /// first step) leaves none, so there is nothing to resume and the run must be started again.
+    #[error("nothing to resume: {path} has no job `{job}` (a run stopped in its first moments leaves none); run it again: `{run}`{}", if known.is_empty() { String::new() } else { format!(" — jobs there: {}", known.join(", ")) })]
+    NothingToResume {
+        /// The key asked for.
+        job: String,
+        /// status.yaml.
+        path: String,
+        /// The command that starts the job again, e.g. `psystem run opentargets disease`.
+        run: String,
+        /// Keys that exist.
+        known: Vec<String>,
+    },
     /// `psystem resume` without a job name, and not exactly one unfinished job.
     #[error("{}", if unfinished.is_empty() { format!("no unfinished job in {path}; start one with `psystem run PLUGIN`") } else { format!("several unfinished jobs in {path}; name one: {}", unfinished.join(", ")) })]
     AmbiguousResume {
@@ -64,7 +77,9 @@ impl ApiError {
             ) => "entry_not_found",
             ApiError::Plugin(_) => "invalid_manifest",
             ApiError::Config(_) => "invalid_config",
-            ApiError::NoSuchJob { .. } | ApiError::AmbiguousResume { .. } => "job_not_found",
+            ApiError::NoSuchJob { .. }
+            | ApiError::NothingToResume { .. }
+            | ApiError::AmbiguousResume { .. } => "job_not_found",
             ApiError::Job(psystem_jobs::JobError::Busy { .. }) => "job_busy",
             ApiError::Job(psystem_jobs::JobError::Source { .. }) => "source",
             ApiError::Job(psystem_jobs::JobError::Destination(_)) | ApiError::Destination(_) => {
@@ -90,6 +105,7 @@ impl ApiError {
             ApiError::Plugin(_)
                 | ApiError::Config(_)
                 | ApiError::NoSuchJob { .. }
+                | ApiError::NothingToResume { .. }
                 | ApiError::AmbiguousResume { .. }
         )
     }

@@ -1,5 +1,6 @@
 //! Running, resuming and inspecting jobs.
 
+use crate::releases::ReleaseRunRequest;
 use crate::{Api, ApiError, DATABASE_URL_ENV};
 use psystem_core::plugin::{ConfigValue, SourceKind};
 use psystem_core::plugin::{ReferenceConfig, TargetIdConfig};
@@ -38,6 +39,48 @@ pub struct RunRequest {
     pub until: Option<i64>,
     /// Set by [`Api::resume_request`]: the load status.yaml recorded for the job.
     pub resume_load: Option<i64>,
+}
+
+/// What `psystem resume` (or the desktop app's Resume) says about a job; everything it leaves out comes from
+/// what status.yaml recorded when the job started. See [`Api::resume_plan`] for which options may change.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeOptions {
+    /// `--db`: the destination (needed when the recorded one had a password).
+    pub db_url: Option<String>,
+    /// GHO, files: rows per request from here on (safe to change).
+    pub page_size: Option<u64>,
+    /// Releases: files or work units worked on at the same time (safe to change).
+    pub workers: Option<usize>,
+    /// Releases: heartbeat timeout of work units (safe to change).
+    pub heartbeat_timeout: Option<std::time::Duration>,
+    /// Releases: turn on `--allow-unverified` (the ledger records the load as unverified).
+    pub allow_unverified: bool,
+    /// Releases: turn on `--allow-casts`.
+    pub allow_casts: bool,
+    /// UniProt: turn on `--skip-bad-entries` (units written so far had no malformed entry, or they would have
+    /// failed).
+    pub skip_bad_entries: bool,
+    /// Releases: must equal the job's mode.
+    pub mode: Option<LoadMode>,
+    /// Releases: must equal the job's release.
+    pub release: Option<String>,
+    /// Must name the job's source (status.yaml keeps it without credentials; this one may carry them).
+    pub source_url: Option<String>,
+    /// GHO, files: must equal the job's `--since`.
+    pub since: Option<i64>,
+    /// GHO, files: must equal the job's `--until`.
+    pub until: Option<i64>,
+    /// UniProt: must equal the job's unit size (bytes).
+    pub unit_bytes: Option<u64>,
+}
+
+/// How a job resumes: a GHO/files run ([`Api::plan`], [`Api::start`]) or a release run ([`Api::plan_release`]).
+#[derive(Debug, Clone)]
+pub enum ResumePlan {
+    /// A GHO or files job.
+    Run(RunRequest),
+    /// A release job (Open Targets, UniProt): one entry.
+    Release(ReleaseRunRequest),
 }
 
 /// Where the destination URL came from (step of the documented order).
@@ -534,33 +577,51 @@ impl Api {
         psystem_jobs::spawn(job.spec.clone(), self.status_store(), events)
     }
 
-    /// The request that resumes a job of status.yaml: same plugin, entry, source URL and page size (unless
-    /// `page_size` is given); the destination is
-    /// `db_url` if given, else the one status.yaml recorded when it holds no password, else the usual order (which
-    /// must lead to the same database, or the job starts over there and the user is told).
-    ///
-    /// `job` may be omitted when exactly one job is unfinished.
+    /// The request that resumes a GHO or files job of status.yaml, as [`Api::resume_plan`] makes it with only
+    /// `db_url` and `page_size` given.
     ///
     /// # Errors
-    /// [`ApiError::NoSuchJob`], [`ApiError::Status`].
+    /// As [`Api::resume_plan`]; [`ApiError::Config`] for a release job (resume it with [`Api::resume_plan`]).
     pub fn resume_request(
         &self,
         job: Option<&str>,
         db_url: Option<String>,
         page_size: Option<u64>,
     ) -> Result<RunRequest, ApiError> {
+        let options = ResumeOptions {
+            db_url,
+            page_size,
+            ..ResumeOptions::default()
+        };
+        match self.resume_plan(job, &options)? {
+            ResumePlan::Run(req) => Ok(req),
+            ResumePlan::Release(req) => Err(ApiError::Config(format!(
+                "{}/{} is a release job; resume it with Api::resume_plan (`psystem resume` does)",
+                req.plugin,
+                req.entries.join(",")
+            ))),
+        }
+    }
+
+    /// The job of status.yaml named `job` (case-insensitive), or the only unfinished one when `job` is `None`.
+    /// An unknown key is [`ApiError::NothingToResume`] when `resuming`, else [`ApiError::NoSuchJob`].
+    fn find_job(&self, job: Option<&str>, resuming: bool) -> Result<(String, JobStatus), ApiError> {
         let file = self.status_store().read()?;
         let unfinished: Vec<(&String, &JobStatus)> = file
             .jobs
             .iter()
             .filter(|(_, j)| j.state.is_resumable())
             .collect();
-        let (_, status) = match job {
-            Some(k) => file
+        let (key, status) = match job {
+            Some(k) => match file
                 .jobs
                 .iter()
                 .find(|(key, _)| key.eq_ignore_ascii_case(k))
-                .ok_or_else(|| self.no_such_job(k, &file))?,
+            {
+                Some(found) => found,
+                None if resuming => return Err(self.nothing_to_resume(k, &file)),
+                None => return Err(self.no_such_job(k, &file)),
+            },
             None if unfinished.len() == 1 => unfinished[0],
             None => {
                 return Err(ApiError::AmbiguousResume {
@@ -569,57 +630,247 @@ impl Api {
                 })
             }
         };
-        let recorded =
-            Some(status.destination.clone()).filter(|d| !d.is_empty() && !d.contains("***"));
-        Ok(RunRequest {
-            plugin: status.plugin.clone(),
-            entry: Some(status.entry.clone()),
-            db_url: db_url.or(recorded),
-            source_url: status.source_url.clone(),
-            page_size: page_size.or(status.page_size),
-            restart: false,
-            force: false,
-            since: None,
-            until: None,
-            resume_load: status.load_id,
-        })
+        Ok((key.clone(), status.clone()))
     }
 
-    /// `psystem cancel JOB`: abandons an unfinished job. Its load is marked `cancelled` in the destination (a
-    /// `replace` load's staging table is dropped; rows an `append` or `merge` load already committed stay), and
-    /// status.yaml says so; the next `psystem run` starts from the beginning. The destination is found as for
-    /// [`Api::resume_request`].
+    fn nothing_to_resume(&self, k: &str, file: &psystem_jobs::StatusFile) -> ApiError {
+        let (plugin, entry) = match k.split_once('/') {
+            Some((p, e)) => (p.to_string(), Some(e.to_string())),
+            None => (k.to_string(), None),
+        };
+        let catalog = self.catalog();
+        let plugin = catalog
+            .get(&plugin)
+            .map(|p| p.name().to_string())
+            .unwrap_or(plugin);
+        let run = match entry {
+            Some(e) => format!("psystem run {plugin} {e}"),
+            None => format!("psystem run {plugin}"),
+        };
+        ApiError::NothingToResume {
+            job: k.to_string(),
+            path: self.status_store().path().display().to_string(),
+            run,
+            known: file.jobs.keys().cloned().collect(),
+        }
+    }
+
+    /// How to resume a job of status.yaml (`job` may be omitted when exactly one job is unfinished): the same
+    /// plugin, entry and every option the job was started with — GHO/files: source URL, page size, `--since`,
+    /// `--until`; releases: release, mode, source URL, workers, unit size, `--skip-bad-entries`,
+    /// `--allow-unverified`, `--allow-casts`, heartbeat timeout (status.yaml keeps them, see docs/STATUS.md).
+    ///
+    /// `options` may change what is safe to change (page size, workers, heartbeat timeout; turning on
+    /// `--skip-bad-entries`, `--allow-unverified`, `--allow-casts`); an option that would make the rest of the
+    /// load differ from what is already loaded (mode, release, source URL, `--since`, `--until`, unit size) must
+    /// equal the job's own or is refused, naming the command that starts over with it. The destination is
+    /// `options.db_url` if given, else the one status.yaml recorded when it holds no password, else the usual
+    /// order.
     ///
     /// # Errors
-    /// [`ApiError::NoSuchJob`]; [`ApiError::Job`] with `JobError::Busy` while a process runs the job (pause it
-    /// there first); [`ApiError::Destination`].
+    /// [`ApiError::NothingToResume`] (no such job), [`ApiError::AmbiguousResume`], [`ApiError::Config`] (an option
+    /// that may not change, or does not apply to the job's kind), [`ApiError::Status`].
+    pub fn resume_plan(
+        &self,
+        job: Option<&str>,
+        options: &ResumeOptions,
+    ) -> Result<ResumePlan, ApiError> {
+        let (key, status) = self.find_job(job, true)?;
+        let stored = &status.options;
+        let recorded =
+            Some(status.destination.clone()).filter(|d| !d.is_empty() && !d.contains("***"));
+        let db_url = options.db_url.clone().or(recorded);
+        let start_over = |flag: &str, asked: &str| {
+            format!(
+                "start over with it: `psystem run {} {} {flag} {asked} --restart` (or `psystem cancel {key}` first)",
+                status.plugin, status.entry
+            )
+        };
+        let fixed = |flag: &str, was: Option<String>, asked: String| -> Result<(), ApiError> {
+            if was.as_deref() == Some(asked.as_str()) {
+                return Ok(());
+            }
+            let was = match was {
+                Some(w) => format!("was started with {flag} {w}"),
+                None => format!("was started without {flag}"),
+            };
+            Err(ApiError::Config(format!(
+                "job {key} {was}; a resume continues that load exactly as it started, so {flag} {asked} is refused. \
+                 To load with {flag} {asked}, {}",
+                start_over(flag, &asked)
+            )))
+        };
+        // The source URL: the recorded one (status.yaml keeps it without credentials); an explicit one must be
+        // the same place, and is used as given (it may carry the credentials the recorded one lacks).
+        let source_url = match &options.source_url {
+            Some(asked) => {
+                let was = status.source_url.clone();
+                if was.as_deref() != Some(redact_url(asked).as_str())
+                    && was.as_deref() != Some(asked.as_str())
+                {
+                    fixed("--source-url", was, redact_url(asked))?;
+                }
+                Some(asked.clone())
+            }
+            None => status.source_url.clone().filter(|u| !u.contains("***")),
+        };
+        if status.source == psystem_jobs::release::SOURCE_KIND {
+            let misplaced: Vec<&str> = [
+                ("--page-size", options.page_size.is_some()),
+                ("--since", options.since.is_some()),
+                ("--until", options.until.is_some()),
+            ]
+            .iter()
+            .filter(|(_, given)| *given)
+            .map(|(f, _)| *f)
+            .collect();
+            if !misplaced.is_empty() {
+                return Err(ApiError::Config(format!(
+                    "{} appl{} to GHO and files jobs; {key} loads a release",
+                    misplaced.join(", "),
+                    if misplaced.len() == 1 { "ies" } else { "y" }
+                )));
+            }
+            let mode = LoadMode::parse(&status.mode)
+                .filter(|m| matches!(m, LoadMode::Replace | LoadMode::Merge));
+            if let Some(asked) = options.mode {
+                fixed("--mode", mode.map(|m| m.to_string()), asked.to_string())?;
+            }
+            if let Some(asked) = &options.release {
+                fixed("--release", status.release.clone(), asked.clone())?;
+            }
+            if let (Some(asked), Some(was)) = (options.unit_bytes, stored.unit_bytes) {
+                if asked != was {
+                    fixed(
+                        "--unit-size",
+                        Some(format!("{was} bytes")),
+                        format!("{asked} bytes"),
+                    )?;
+                }
+            }
+            return Ok(ResumePlan::Release(ReleaseRunRequest {
+                plugin: status.plugin.clone(),
+                entries: vec![status.entry.clone()],
+                all: false,
+                release: status.release.clone(),
+                source_url,
+                db_url,
+                mode,
+                parallel: None,
+                workers: options.workers.or(stored.workers),
+                fail_fast: false,
+                force: false,
+                restart: false,
+                allow_unverified: options.allow_unverified || stored.allow_unverified,
+                allow_casts: options.allow_casts || stored.allow_casts,
+                unit_bytes: options.unit_bytes.or(stored.unit_bytes),
+                skip_bad_entries: options.skip_bad_entries || stored.skip_bad_entries,
+                heartbeat_timeout: options.heartbeat_timeout.or(stored
+                    .heartbeat_timeout_secs
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(std::time::Duration::from_secs_f64)),
+            }));
+        }
+        let misplaced: Vec<&str> = [
+            ("--mode", options.mode.is_some()),
+            ("--release", options.release.is_some()),
+            ("--workers", options.workers.is_some()),
+            ("--unit-size", options.unit_bytes.is_some()),
+            ("--skip-bad-entries", options.skip_bad_entries),
+            ("--allow-unverified", options.allow_unverified),
+            ("--allow-casts", options.allow_casts),
+            ("--heartbeat-timeout", options.heartbeat_timeout.is_some()),
+        ]
+        .iter()
+        .filter(|(_, given)| *given)
+        .map(|(f, _)| *f)
+        .collect();
+        if !misplaced.is_empty() {
+            return Err(ApiError::Config(format!(
+                "{} appl{} to release jobs; {key} is a {} job (its mode is set in its plugin file)",
+                misplaced.join(", "),
+                if misplaced.len() == 1 { "ies" } else { "y" },
+                status.source
+            )));
+        }
+        if let Some(asked) = options.since {
+            fixed(
+                "--since",
+                stored.since.map(|y| y.to_string()),
+                asked.to_string(),
+            )?;
+        }
+        if let Some(asked) = options.until {
+            fixed(
+                "--until",
+                stored.until.map(|y| y.to_string()),
+                asked.to_string(),
+            )?;
+        }
+        Ok(ResumePlan::Run(RunRequest {
+            plugin: status.plugin.clone(),
+            entry: Some(status.entry.clone()),
+            db_url,
+            source_url,
+            page_size: options.page_size.or(status.page_size),
+            restart: false,
+            force: false,
+            since: stored.since,
+            until: stored.until,
+            resume_load: status.load_id,
+        }))
+    }
+
+    /// `psystem cancel JOB` (and the desktop app's Cancel of a job it does not run): abandons an unfinished job of
+    /// any kind — GHO, files, Open Targets or UniProt release. In one transaction its unfinished loads are marked
+    /// `cancelled`, their staging (or seen) tables dropped and their work units not done deleted
+    /// ([`psystem_postgres::work_units::cancel_job`]); rows an `append` or `merge` load (or a UniProt load)
+    /// already wrote into the live table stay. status.yaml then says `cancelled`, and the next `psystem run`
+    /// starts from the beginning. The destination is `db_url`, else status.yaml's when it holds no password,
+    /// else the entry's manifest, `DATABASE_URL`, the local database.
+    ///
+    /// A job that a live process runs is refused (`JobError::Busy`): its advisory job lock is held, or
+    /// status.yaml says `running` with that process alive. Pause it there first.
+    ///
+    /// # Errors
+    /// [`ApiError::NoSuchJob`], [`ApiError::AmbiguousResume`]; [`ApiError::Job`] with `JobError::Busy` while a
+    /// process runs the job; [`ApiError::Destination`].
     pub async fn cancel(
         &self,
         job: Option<&str>,
         db_url: Option<String>,
     ) -> Result<JobStatus, ApiError> {
-        let req = self.resume_request(job, db_url, None)?;
-        let planned = self
-            .plan(&RunRequest {
-                restart: false,
-                ..req.clone()
-            })
-            .await?;
-        let key = planned.spec.key();
-        let dest = psystem_postgres::Destination::connect(&planned.spec.destination_url).await?;
-        let _lock = dest
-            .try_lock_job(&key)
-            .await?
-            .ok_or_else(|| ApiError::Job(psystem_jobs::JobError::Busy { job: key.clone() }))?;
-        for load in dest.loads(Some(&key), 100).await? {
-            if load.state.is_resumable() {
-                dest.set_state(load.id, psystem_core::JobState::Cancelled, None)
-                    .await?;
-            }
+        let (key, status) = self.find_job(job, false)?;
+        let busy = || ApiError::Job(psystem_jobs::JobError::Busy { job: key.clone() });
+        if status.state == psystem_core::JobState::Running
+            && !status.is_interrupted()
+            && status.pid.is_some_and(|p| p != std::process::id())
+        {
+            return Err(busy());
         }
+        let recorded =
+            Some(status.destination.clone()).filter(|d| !d.is_empty() && !d.contains("***"));
+        let catalog = self.catalog();
+        let manifest_url = catalog
+            .get(&status.plugin)
+            .ok()
+            .and_then(|p| p.entry(Some(&status.entry)).ok())
+            .and_then(|(_, e)| e.destination.as_ref())
+            .and_then(|d| d.postgres.as_ref())
+            .and_then(|pg| pg.url.clone());
+        let mut notes = Vec::new();
+        let (url, _) = self
+            .resolve_destination(db_url.or(recorded), manifest_url.as_ref(), &mut notes)
+            .await?;
+        let dest = psystem_postgres::Destination::connect(&url).await?;
+        let lock = dest.try_lock_job(&key).await?.ok_or_else(busy)?;
+        let cancelled = psystem_postgres::work_units::cancel_job(&dest, &key).await?;
+        drop(lock);
+        tracing::info!(job = %key, loads = ?cancelled, "Job cancelled.");
         let updated = self.status_store().update(|f| {
             f.jobs.get_mut(&key).map(|j| {
                 j.state = psystem_core::JobState::Cancelled;
+                j.pid = None;
                 j.updated_at = Some(chrono::Utc::now());
                 j.clone()
             })

@@ -12,4 +12,4 @@ pub mod worker;
 
 pub use runner::{job_key, spawn, Control, JobError, JobEvent, JobHandle, JobOutcome, JobSpec};
 pub use source::{OpenSource, SourceBatch, SourceSpec};
-pub use status::{JobStatus, StatusFile, StatusStore};
+pub use status::{JobStatus, RunOptions, StatusFile, StatusStore};

@@ -122,6 +122,22 @@ impl ReleaseJobSpec {
     pub fn redacted_url(&self) -> String {
         psystem_core::redact::redact_url(&self.destination_url)
     }
+
+    /// The options of the run that status.yaml keeps for `psystem resume`: workers, unit size, error policy,
+    /// `--allow-unverified`, `--allow-casts`, heartbeat timeout (the release, mode and source URL have fields of
+    /// their own).
+    pub fn run_options(&self) -> crate::status::RunOptions {
+        crate::status::RunOptions {
+            since: None,
+            until: None,
+            workers: Some(self.workers),
+            unit_bytes: (self.provider == Provider::UniProt).then_some(self.uniprot.unit_bytes),
+            skip_bad_entries: self.uniprot.error_policy == psystem_uniprot::ErrorPolicy::Skip,
+            allow_unverified: self.allow_unverified,
+            allow_casts: self.allow_casts,
+            heartbeat_timeout_secs: Some(self.heartbeat_timeout.as_secs_f64()),
+        }
+    }
 }
 
 /// What a release job reports while it runs. Consumers sample as they like (the CLI redraws a few times a second).
@@ -413,6 +429,7 @@ impl Shared {
                     updated_at: Some(now),
                     last_error: o.error.clone(),
                     release: Some(self.release.name.clone()),
+                    options: self.spec.run_options(),
                 },
             );
         })?;

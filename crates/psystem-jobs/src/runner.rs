@@ -56,6 +56,19 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// The options of the run that status.yaml keeps for `psystem resume` (the `--since/--until` window).
+    pub fn run_options(&self) -> crate::status::RunOptions {
+        let (since, until) = match &self.source {
+            SourceSpec::Gho(c) => (c.since, c.until),
+            SourceSpec::Files(_) => self.file_window.unwrap_or_default(),
+        };
+        crate::status::RunOptions {
+            since,
+            until,
+            ..Default::default()
+        }
+    }
+
     /// The job key, `<plugin>/<entry>`, used in status.yaml, the ledger and `psystem resume`.
     pub fn key(&self) -> String {
         job_key(&self.plugin, &self.entry)
@@ -748,6 +761,7 @@ fn mirror(
                 updated_at: Some(now),
                 last_error: error.map(str::to_string),
                 release: None,
+                options: spec.run_options(),
             },
         );
     })?;

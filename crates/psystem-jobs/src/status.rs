@@ -28,6 +28,7 @@
 //!     updated_at: 2026-11-22T10:02:13Z
 //!     last_error: null
 //!     pid: 4242                       # while running: the process running it
+//!     options: {since: 2010, until: 2020}   # other options of the run that `psystem resume` applies again
 //! ```
 //!
 //! Every write replaces the whole file atomically (temp file, fsync, rename) while holding an exclusive lock on
@@ -120,6 +121,49 @@ pub struct JobStatus {
     /// Release sources: the release being loaded (e.g. `25.03`), so that a resume loads the same one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+    /// The other options of `psystem run` that shape the load (`--since`, `--unit-size`, …), so that
+    /// `psystem resume` applies them again. Never holds a secret.
+    #[serde(default, skip_serializing_if = "RunOptions::is_empty")]
+    pub options: RunOptions,
+}
+
+/// The options a job was started with, beyond those with fields of their own in [`JobStatus`] (mode, release,
+/// source URL, page size): what `psystem resume` must apply again for the load to end as a clean load with the
+/// same options would. Absent options keep their defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunOptions {
+    /// GHO: the first year (`TimeDim`) loaded; files: a file last modified before this year is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// GHO: the last year (`TimeDim`) loaded; files: a file last modified after this year is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// Release jobs: files (Open Targets) or work units (UniProt) worked on at the same time (`--workers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// UniProt: the target size of a work unit in decompressed bytes (`--unit-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_bytes: Option<u64>,
+    /// UniProt: malformed entries are skipped and listed instead of failing (`--skip-bad-entries`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_bad_entries: bool,
+    /// Release jobs: a release without a checksum manifest may load, unverified (`--allow-unverified`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unverified: bool,
+    /// Release jobs: incompatible column type changes are applied with a cast (`--allow-casts`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_casts: bool,
+    /// Release jobs: seconds a work unit may go without a heartbeat before it is taken over
+    /// (`--heartbeat-timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout_secs: Option<f64>,
+}
+
+impl RunOptions {
+    /// True when every option has its default (nothing is written to status.yaml then).
+    pub fn is_empty(&self) -> bool {
+        *self == RunOptions::default()
+    }
 }
 
 impl JobStatus {
@@ -282,6 +326,10 @@ mod tests {
             updated_at: Some(Utc::now()),
             last_error: None,
             release: None,
+            options: RunOptions {
+                since: Some(2010),
+                ..RunOptions::default()
+            },
         }
     }
 
@@ -300,6 +348,11 @@ mod tests {
         let text = std::fs::read_to_string(store.path()).unwrap();
         assert!(text.contains("state: paused"), "{text}");
         assert!(text.contains("next_skip: 100"), "{text}");
+        assert!(text.contains("since: 2010"), "{text}");
+        assert!(
+            !text.contains("skip_bad_entries"),
+            "defaults are not written: {text}"
+        );
     }
 
     #[test]

@@ -453,6 +453,41 @@ pub(crate) async fn cancel_unfinished(
     Ok(())
 }
 
+/// `psystem cancel`: abandons every unfinished load of `job_key` (any source kind) in one transaction — each is
+/// marked `cancelled`, its staging (or seen) table is dropped and its work units that are not done are deleted,
+/// so no worker claims them again. Rows already written into a live table (append and merge loads, UniProt
+/// entries) stay. Returns the ids of the loads cancelled (none when nothing was unfinished). The caller holds
+/// the job's advisory lock, so no process of this job is writing it.
+///
+/// # Errors
+/// [`DestinationError::Database`].
+pub async fn cancel_job(dest: &Destination, job_key: &str) -> Result<Vec<i64>, DestinationError> {
+    let ctx = |what: &str| format!("cancelling the unfinished loads of job {job_key:?}: {what}");
+    let mut tx = dest
+        .pool()
+        .begin()
+        .await
+        .map_err(DestinationError::db(ctx("begin")))?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM psystem.loads WHERE job_key = $1 AND state = ANY($2) ORDER BY id FOR UPDATE",
+    )
+    .bind(job_key)
+    .bind(crate::destination::RESUMABLE)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(DestinationError::db(ctx("find them")))?;
+    sqlx::query("DELETE FROM psystem.work_units WHERE load_id = ANY($1) AND state <> 'done'")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(DestinationError::db(ctx("delete their pending work units")))?;
+    cancel_unfinished(&mut tx, job_key).await?;
+    tx.commit()
+        .await
+        .map_err(DestinationError::db(ctx("commit")))?;
+    Ok(ids)
+}
+
 /// Inside the transaction that opens a new load: records its work units (key, bytes, optional spec), `pending`.
 ///
 /// # Errors
