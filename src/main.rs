@@ -384,7 +384,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Releases(cmd) => release_cmd::releases(&api, cmd, json).await,
         Command::Run(args) => {
             // A plugin that cannot be found or read falls through to the usual path, which reports it.
-            let kind = api.catalog().get(&args.plugin).ok().map(|p| p.source_kind());
+            let kind = api
+                .catalog()
+                .get(&args.plugin)
+                .ok()
+                .map(|p| p.source_kind());
             let is_release = kind == Some(psystem_core::plugin::SourceKind::Release);
             if let Some(kind) = kind {
                 refuse_inapplicable_flags(&args, kind)?;
@@ -395,8 +399,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 OutputFormat::Parquet
             };
             if is_release && args.dry_run {
-                return dry_run_release(&api, &args, args.output.as_deref().map(|d| (d, format)), json)
-                    .await;
+                return dry_run_release(
+                    &api,
+                    &args,
+                    args.output.as_deref().map(|d| (d, format)),
+                    json,
+                )
+                .await;
             }
             if is_release {
                 let interrupt = Interrupt::install(json)?;
@@ -651,10 +660,14 @@ fn refuse_inapplicable_flags(args: &RunArgs, kind: psystem_core::plugin::SourceK
         (
             given.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect(),
             format!(
-                "these options apply only to release plugins (Open Targets, UniProt), and plugin {} reads {} \
-                 data; its load mode is the entry's destination.postgres.mode in plugin.yaml",
+                "these options apply only to release plugins (Open Targets, UniProt), and plugin {} reads {}; \
+                 its load mode is the entry's destination.postgres.mode in plugin.yaml",
                 args.plugin,
-                kind.as_str()
+                if kind == psystem_core::plugin::SourceKind::Files {
+                    "files (CSV, TSV, Parquet, JSON lines)"
+                } else {
+                    "the WHO GHO OData API"
+                }
             ),
         )
     };
@@ -680,10 +693,9 @@ async fn dry_run_release(
     let r = &args.release;
     let mode = match r.mode.as_deref() {
         None => None,
-        Some(m) => Some(
-            psystem_core::LoadMode::parse(m)
-                .ok_or_else(|| ApiError::Config(format!("--mode must be replace or merge, not {m}")))?,
-        ),
+        Some(m) => Some(psystem_core::LoadMode::parse(m).ok_or_else(|| {
+            ApiError::Config(format!("--mode must be replace or merge, not {m}"))
+        })?),
     };
     let req = psystem_api::releases::ReleaseRunRequest {
         plugin: args.plugin.clone(),
@@ -708,10 +720,9 @@ async fn dry_run_release(
     for note in &planned.notes {
         output::note(note, json);
     }
-    let outcome = api
-        .dry_run_release(&planned, output)
-        .await
-        .map_err(|e| anyhow::Error::new(e).context(format!("dry run of {} release", args.plugin)))?;
+    let outcome = api.dry_run_release(&planned, output).await.map_err(|e| {
+        anyhow::Error::new(e).context(format!("dry run of {} release", args.plugin))
+    })?;
     let mut reports = Vec::new();
     for d in outcome.datasets {
         if let Some(load) = d.skipped_by {
@@ -725,7 +736,10 @@ async fn dry_run_release(
             );
         } else if !d.verified {
             output::note(
-                &format!("{}: the files of dataset {} are not verified (no manifest entry)", d.job, d.dataset),
+                &format!(
+                    "{}: the files of dataset {} are not verified (no manifest entry)",
+                    d.job, d.dataset
+                ),
                 json,
             );
         }

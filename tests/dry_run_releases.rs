@@ -50,7 +50,10 @@ fn assert_same_dump(before: &str, after: &str, what: &str) {
             .take(20)
             .map(str::to_string)
             .collect();
-        panic!("{what}: the database changed; new lines in the dump:\n{}", diff.join("\n"));
+        panic!(
+            "{what}: the database changed; new lines in the dump:\n{}",
+            diff.join("\n")
+        );
     }
 }
 
@@ -136,13 +139,19 @@ fn report(out: &Output) -> Value {
     assert!(out.status.success(), "{}", text(out));
     let doc: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", text(out)));
-    let list = doc.as_array().unwrap_or_else(|| panic!("not a list of reports: {doc}"));
+    let list = doc
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list of reports: {doc}"));
     assert_eq!(list.len(), 1, "{doc}");
     list[0].clone()
 }
 
 fn counts(r: &Value) -> (u64, u64, u64, u64) {
-    let n = |k: &str| r["report"][k].as_u64().unwrap_or_else(|| panic!("no {k} in {r}"));
+    let n = |k: &str| {
+        r["report"][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {k} in {r}"))
+    };
     (n("rows"), n("inserted"), n("updated"), n("deleted"))
 }
 
@@ -168,7 +177,14 @@ async fn open_targets_first_load_dry_run_writes_nothing_and_reports_every_row() 
 
     let before = pg_dump(db.url());
     let out = env.run(&[
-        "run", "ot", "things", "--dry-run", "--db", db.url(), "--json", "--output",
+        "run",
+        "ot",
+        "things",
+        "--dry-run",
+        "--db",
+        db.url(),
+        "--json",
+        "--output",
         out_dir.path().to_str().unwrap(),
     ]);
     let r = report(&out);
@@ -191,14 +207,33 @@ async fn open_targets_first_load_dry_run_writes_nothing_and_reports_every_row() 
     // CSV, in text mode: the same rows, and the report says nothing was written.
     let csv_dir = tempfile::tempdir().unwrap();
     let out = env.run(&[
-        "run", "ot", "--dry-run", "--db", db.url(), "--output", csv_dir.path().to_str().unwrap(),
-        "--output-format", "csv",
+        "run",
+        "ot",
+        "--dry-run",
+        "--db",
+        db.url(),
+        "--output",
+        csv_dir.path().to_str().unwrap(),
+        "--output-format",
+        "csv",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing was written"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing was written"),
+        "{}",
+        text(&out)
+    );
     let csv = std::fs::read_to_string(csv_dir.path().join("things.csv")).unwrap();
-    assert_eq!(csv.lines().count(), rows.len() + 1, "header + one line per row:\n{csv}");
-    assert_same_dump(&before, &pg_dump(db.url()), "dry run with --output-format csv");
+    assert_eq!(
+        csv.lines().count(),
+        rows.len() + 1,
+        "header + one line per row:\n{csv}"
+    );
+    assert_same_dump(
+        &before,
+        &pg_dump(db.url()),
+        "dry run with --output-format csv",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,11 +250,23 @@ async fn open_targets_dry_run_over_a_loaded_table_counts_replace_and_merge() {
     assert!(out.status.success(), "{}", text(&out));
     let before = pg_dump(db.url());
     let expected = changes(&old, &new);
-    assert!(expected.0 > 0 && expected.1 > 0 && expected.2 > 0, "{expected:?}");
+    assert!(
+        expected.0 > 0 && expected.1 > 0 && expected.2 > 0,
+        "{expected:?}"
+    );
     let n = new.len() as u64;
 
     // Replace: the new release's rows, compared with the table by key.
-    let out = env.run(&["run", "ot", "--release", "25.06", "--dry-run", "--db", db.url(), "--json"]);
+    let out = env.run(&[
+        "run",
+        "ot",
+        "--release",
+        "25.06",
+        "--dry-run",
+        "--db",
+        db.url(),
+        "--json",
+    ]);
     let r = report(&out);
     assert_same_dump(&before, &pg_dump(db.url()), "dry run of a replace");
     assert_eq!(r["report"]["mode"], "replace", "{r}");
@@ -229,17 +276,39 @@ async fn open_targets_dry_run_over_a_loaded_table_counts_replace_and_merge() {
     // Merge, with --output: the same changes; the file holds the release's rows.
     let out_dir = tempfile::tempdir().unwrap();
     let out = env.run(&[
-        "run", "ot", "--release", "25.06", "--mode", "merge", "--dry-run", "--db", db.url(), "--json",
-        "--output", out_dir.path().to_str().unwrap(),
+        "run",
+        "ot",
+        "--release",
+        "25.06",
+        "--mode",
+        "merge",
+        "--dry-run",
+        "--db",
+        db.url(),
+        "--json",
+        "--output",
+        out_dir.path().to_str().unwrap(),
     ]);
     let r = report(&out);
     assert_same_dump(&before, &pg_dump(db.url()), "dry run of a merge");
     assert_eq!(r["report"]["mode"], "merge", "{r}");
     assert_eq!(counts(&r), (n, expected.0, expected.1, expected.2), "{r}");
-    assert_eq!(parquet_rows(&out_dir.path().join("things.parquet")), new.len());
+    assert_eq!(
+        parquet_rows(&out_dir.path().join("things.parquet")),
+        new.len()
+    );
 
     // The real merge changes exactly what the dry run said.
-    let out = env.run(&["run", "ot", "--release", "25.06", "--mode", "merge", "--db", db.url()]);
+    let out = env.run(&[
+        "run",
+        "ot",
+        "--release",
+        "25.06",
+        "--mode",
+        "merge",
+        "--db",
+        db.url(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
     let ledger = sqlx::query(
@@ -264,9 +333,21 @@ async fn open_targets_dry_run_over_a_loaded_table_counts_replace_and_merge() {
 
     // The release is loaded now: a dry run says a run would skip it, and changes nothing either.
     let before = pg_dump(db.url());
-    let out = env.run(&["run", "ot", "--release", "25.06", "--dry-run", "--db", db.url()]);
+    let out = env.run(&[
+        "run",
+        "ot",
+        "--release",
+        "25.06",
+        "--dry-run",
+        "--db",
+        db.url(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already loaded"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already loaded"),
+        "{}",
+        text(&out)
+    );
     assert_same_dump(&before, &pg_dump(db.url()), "dry run of a loaded release");
 }
 
@@ -281,7 +362,14 @@ async fn uniprot_dry_run_writes_nothing_and_counts_entries() {
     let db = TestDb::create().await;
     let env = Env::new();
     let run = |extra: &[&str]| {
-        let mut args = vec!["run", "uniprot", "--source-url", url.as_str(), "--db", db.url()];
+        let mut args = vec![
+            "run",
+            "uniprot",
+            "--source-url",
+            url.as_str(),
+            "--db",
+            db.url(),
+        ];
         args.extend_from_slice(extra);
         env.run(&args)
     };
@@ -289,7 +377,11 @@ async fn uniprot_dry_run_writes_nothing_and_counts_entries() {
     // First load.
     let before = pg_dump(db.url());
     let r = report(&run(&["--release", "2024_01", "--dry-run", "--json"]));
-    assert_same_dump(&before, &pg_dump(db.url()), "UniProt dry run of a first load");
+    assert_same_dump(
+        &before,
+        &pg_dump(db.url()),
+        "UniProt dry run of a first load",
+    );
     let n = first.sprot.len() as u64;
     assert_eq!(counts(&r), (n, n, 0, 0), "{r}");
     assert_eq!(r["report"]["table"], "uniprot.protein", "{r}");
@@ -299,7 +391,11 @@ async fn uniprot_dry_run_writes_nothing_and_counts_entries() {
     assert!(out.status.success(), "{}", text(&out));
     let before = pg_dump(db.url());
     let r = report(&run(&["--dry-run", "--json"]));
-    assert_same_dump(&before, &pg_dump(db.url()), "UniProt dry run over a loaded release");
+    assert_same_dump(
+        &before,
+        &pg_dump(db.url()),
+        "UniProt dry run over a loaded release",
+    );
     assert_eq!(
         counts(&r),
         (
@@ -311,7 +407,13 @@ async fn uniprot_dry_run_writes_nothing_and_counts_entries() {
         "{r}"
     );
     // The loaded release again, forced: every entry unchanged.
-    let r = report(&run(&["--release", "2024_01", "--dry-run", "--force", "--json"]));
+    let r = report(&run(&[
+        "--release",
+        "2024_01",
+        "--dry-run",
+        "--force",
+        "--json",
+    ]));
     assert_eq!(counts(&r), (n, 0, 0, 0), "{r}");
     assert_same_dump(&before, &pg_dump(db.url()), "forced UniProt dry run");
 
@@ -319,7 +421,11 @@ async fn uniprot_dry_run_writes_nothing_and_counts_entries() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = run(&["--dry-run", "--output", out_dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--output"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--output"),
+        "{}",
+        text(&out)
+    );
     assert_same_dump(&before, &pg_dump(db.url()), "refused UniProt --output");
 }
 
@@ -335,17 +441,33 @@ fn options_that_do_not_apply_to_a_plugin_kind_are_refused() {
         let out = env.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(flag), "{args:?} names {flag}: {}", text(&out));
+        assert!(
+            stderr.contains(flag),
+            "{args:?} names {flag}: {}",
+            text(&out)
+        );
         assert!(!stderr.contains("Some("), "{}", text(&out));
     };
-    for (flag, value) in [("--since", Some("2010")), ("--until", Some("2020")), ("--page-size", Some("10"))] {
+    for (flag, value) in [
+        ("--since", Some("2010")),
+        ("--until", Some("2020")),
+        ("--page-size", Some("10")),
+    ] {
         let mut args = vec!["run", "ot", "--db", db, flag];
         args.extend(value);
         refused(&args, flag);
         args.push("--dry-run");
         refused(&args, flag);
     }
-    let gho = ["run", "who_gho", "WSH_8", "--db", db, "--source-url", "http://127.0.0.1:1/api"];
+    let gho = [
+        "run",
+        "who_gho",
+        "WSH_8",
+        "--db",
+        db,
+        "--source-url",
+        "http://127.0.0.1:1/api",
+    ];
     for (flag, value) in [
         ("--release", Some("25.03")),
         ("--mode", Some("merge")),

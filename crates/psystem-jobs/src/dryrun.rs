@@ -148,7 +148,11 @@ pub(crate) fn open_writer(
 }
 
 /// Writes `batch` to the output file `path`.
-pub(crate) fn write_batch(w: &mut Writer, path: &Path, batch: &RecordBatch) -> Result<(), JobError> {
+pub(crate) fn write_batch(
+    w: &mut Writer,
+    path: &Path,
+    batch: &RecordBatch,
+) -> Result<(), JobError> {
     write(w, batch).map_err(|e| io_error(path, e))
 }
 

@@ -291,7 +291,8 @@ async fn dry_run_flat_file(
     };
     let policy = spec.uniprot.error_policy;
     let local = file.local.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<psystem_postgres::protein::EntryBatch, String>>(2);
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<Result<psystem_postgres::protein::EntryBatch, String>>(2);
     let parser = tokio::task::spawn_blocking(move || {
         let input = match crate::uniprot::open_decompressed(&local) {
             Ok(i) => i,
@@ -324,7 +325,8 @@ async fn dry_run_flat_file(
         }
         let _ = tx.blocking_send(Ok(batch));
     });
-    let mut dry = ProteinDryRun::start(&spec.destination_url, job.table.clone(), &dataset.name).await?;
+    let mut dry =
+        ProteinDryRun::start(&spec.destination_url, job.table.clone(), &dataset.name).await?;
     while let Some(batch) = rx.recv().await {
         let batch = batch.map_err(JobError::Setup)?;
         for s in batch.skipped {

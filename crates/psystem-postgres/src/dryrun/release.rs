@@ -165,10 +165,7 @@ impl ReleaseDryRun {
                 ),
             });
         }
-        let ctx = format!(
-            "dry run into {}: COPY into the temporary table",
-            self.table
-        );
+        let ctx = format!("dry run into {}: COPY into the temporary table", self.table);
         let encoder = CopyEncoder::new(batch)?;
         let sql = format!(
             "COPY pg_temp.{DRY_RELEASE_TABLE} ({}, {}) FROM STDIN (FORMAT binary)",
@@ -233,9 +230,10 @@ impl ReleaseDryRun {
             match (&self.columns, self.mode, pk.is_empty()) {
                 (None, ..) | (Some(_), LoadMode::Append, _) => (rows, 0, 0),
                 (Some(_), _, true) => {
-                    let old = super::scalar(&mut self.conn, format!("SELECT count(*) FROM {target}"))
-                        .await
-                        .map_err(DestinationError::db(ctx("count the rows of the table")))?;
+                    let old =
+                        super::scalar(&mut self.conn, format!("SELECT count(*) FROM {target}"))
+                            .await
+                            .map_err(DestinationError::db(ctx("count the rows of the table")))?;
                     (rows, 0, old)
                 }
                 (Some(columns), _, false) => {
@@ -261,7 +259,9 @@ impl ReleaseDryRun {
                     ))
                     .fetch_one(&mut self.conn)
                     .await
-                    .map_err(DestinationError::db(ctx("compare the release with the table")))?
+                    .map_err(DestinationError::db(ctx(
+                        "compare the release with the table",
+                    )))?
                 }
             };
         self.conn
