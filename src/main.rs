@@ -441,12 +441,29 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Releases(cmd) => release_cmd::releases(&api, cmd, json).await,
         Command::Run(args) => {
             // A plugin that cannot be found or read falls through to the usual path, which reports it.
-            let is_release = api
+            let kind = api
                 .catalog()
                 .get(&args.plugin)
                 .ok()
-                .map(|p| p.source_kind())
-                == Some(psystem_core::plugin::SourceKind::Release);
+                .map(|p| p.source_kind());
+            let is_release = kind == Some(psystem_core::plugin::SourceKind::Release);
+            if let Some(kind) = kind {
+                refuse_inapplicable_flags(&args, kind)?;
+            }
+            let format = if args.output_format == "csv" {
+                OutputFormat::Csv
+            } else {
+                OutputFormat::Parquet
+            };
+            if is_release && args.dry_run {
+                return dry_run_release(
+                    &api,
+                    &args,
+                    args.output.as_deref().map(|d| (d, format)),
+                    json,
+                )
+                .await;
+            }
             if is_release {
                 let interrupt = Interrupt::install(json)?;
                 return release_cmd::run(
@@ -479,11 +496,6 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let interrupt = Interrupt::install(json)?;
             let jobs = api.plan_run(&req, &args.entries, args.all).await?;
             if args.dry_run {
-                let format = if args.output_format == "csv" {
-                    OutputFormat::Csv
-                } else {
-                    OutputFormat::Parquet
-                };
                 return dry_run_jobs(&jobs, args.output.as_deref().map(|d| (d, format)), json)
                     .await;
             }
@@ -675,6 +687,143 @@ async fn idcache_command(api: &Api, cmd: IdcacheCommand, json: bool) -> Result<(
             )
         }
     }
+}
+
+/// Refuses (exit 2) the options of `psystem run` that do not apply to plugins of `kind`: `--since`, `--until` and
+/// `--page-size` on a release plugin, the release options on a GHO or files plugin.
+fn refuse_inapplicable_flags(args: &RunArgs, kind: psystem_core::plugin::SourceKind) -> Result<()> {
+    let r = &args.release;
+    let (given, why): (Vec<&str>, String) = if kind == psystem_core::plugin::SourceKind::Release {
+        let given = [
+            ("--since", args.since.is_some()),
+            ("--until", args.until.is_some()),
+            ("--page-size", args.page_size.is_some()),
+        ];
+        (
+            given.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect(),
+            format!(
+                "plugin {} loads releases, which have no years to filter and no pages (a release loads whole \
+                 files); --since and --until apply to GHO and file plugins, --page-size to GHO plugins",
+                args.plugin
+            ),
+        )
+    } else {
+        let given = [
+            ("--release", r.release.is_some()),
+            ("--mode", r.mode.is_some()),
+            ("--parallel", r.parallel.is_some()),
+            ("--workers", r.workers.is_some()),
+            ("--unit-size", r.unit_size.is_some()),
+            ("--skip-bad-entries", r.skip_bad_entries),
+            ("--heartbeat-timeout", r.heartbeat_timeout.is_some()),
+            ("--fail-fast", r.fail_fast),
+            ("--allow-unverified", r.allow_unverified),
+            ("--allow-casts", r.allow_casts),
+        ];
+        (
+            given.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect(),
+            format!(
+                "these options apply only to release plugins (Open Targets, UniProt), and plugin {} reads {}; \
+                 its load mode is the entry's destination.postgres.mode in plugin.yaml",
+                args.plugin,
+                if kind == psystem_core::plugin::SourceKind::Files {
+                    "files (CSV, TSV, Parquet, JSON lines)"
+                } else {
+                    "the WHO GHO OData API"
+                }
+            ),
+        )
+    };
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Config(format!(
+        "{} cannot be used here: {why}; leave {} out",
+        given.join(", "),
+        if given.len() == 1 { "it" } else { "them" }
+    ))
+    .into())
+}
+
+/// `psystem run RELEASE-PLUGIN --dry-run`: the release pipeline without writing to the database
+/// ([`Api::dry_run_release`]), reported like any dry run.
+async fn dry_run_release(
+    api: &Api,
+    args: &RunArgs,
+    output: Option<(&std::path::Path, OutputFormat)>,
+    json: bool,
+) -> Result<ExitCode> {
+    let r = &args.release;
+    let mode = match r.mode.as_deref() {
+        None => None,
+        Some(m) => Some(psystem_core::LoadMode::parse(m).ok_or_else(|| {
+            ApiError::Config(format!("--mode must be replace or merge, not {m}"))
+        })?),
+    };
+    let req = psystem_api::releases::ReleaseRunRequest {
+        plugin: args.plugin.clone(),
+        entries: args.entries.clone(),
+        all: args.all,
+        release: r.release.clone(),
+        source_url: args.source_url.clone(),
+        db_url: args.dest.db.clone(),
+        mode,
+        parallel: r.parallel,
+        workers: r.workers,
+        fail_fast: r.fail_fast,
+        force: args.force,
+        restart: args.restart,
+        allow_unverified: r.allow_unverified,
+        allow_casts: r.allow_casts,
+        unit_bytes: r.unit_size.map(|s| s.as_u64()),
+        skip_bad_entries: r.skip_bad_entries,
+        heartbeat_timeout: r.heartbeat_timeout,
+    };
+    let planned = api.plan_release(&req).await?;
+    for note in &planned.notes {
+        output::note(note, json);
+    }
+    let outcome = api.dry_run_release(&planned, output).await.map_err(|e| {
+        anyhow::Error::new(e).context(format!("dry run of {} release", args.plugin))
+    })?;
+    let mut reports = Vec::new();
+    for d in outcome.datasets {
+        if let Some(load) = d.skipped_by {
+            output::note(
+                &format!(
+                    "{}: release {} is already loaded into {} (load {load}); a run skips it — add --force to see \
+                     what loading it again would change",
+                    d.job, outcome.release, d.report.table
+                ),
+                json,
+            );
+        } else if !d.verified {
+            output::note(
+                &format!(
+                    "{}: the files of dataset {} are not verified (no manifest entry)",
+                    d.job, d.dataset
+                ),
+                json,
+            );
+        }
+        if !d.skipped_entries.is_empty() {
+            output::note(
+                &format!(
+                    "{}: {} malformed entries would be skipped: {}",
+                    d.job,
+                    d.skipped_entries.len(),
+                    d.skipped_entries.join("; ")
+                ),
+                json,
+            );
+        }
+        reports.push((d.job, d.report, d.output));
+    }
+    if !json {
+        println!("release {}:", outcome.release);
+    }
+    output::dry_run(&reports, json)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `psystem run --dry-run`: each job through the whole pipeline, nothing written to the destination.

@@ -510,6 +510,33 @@ impl Api {
     }
 }
 
+impl Api {
+    /// `psystem run PLUGIN --dry-run` for a planned release load ([`Api::plan_release`]): the release is
+    /// resolved, its files downloaded into the cache and checked against the manifest, and each dataset compared
+    /// with its table, without writing anything to the database (not even the ledger). `output` (a folder)
+    /// receives what each Open Targets dataset would load, as `<table>.parquet` or `.csv`.
+    ///
+    /// # Errors
+    /// [`ApiError::Config`] for `output` with a UniProt release (its entries go into six protein tables, not one
+    /// table of rows); [`ApiError::Job`] for what would make the real run fail (file mismatches, repeated keys,
+    /// …), transport and database errors.
+    pub async fn dry_run_release(
+        &self,
+        planned: &PlannedRelease,
+        output: Option<(&std::path::Path, psystem_jobs::dryrun::OutputFormat)>,
+    ) -> Result<psystem_jobs::release_dryrun::ReleaseDryRunOutcome, ApiError> {
+        if output.is_some() && planned.spec.provider == Provider::UniProt {
+            return Err(ApiError::Config(format!(
+                "--output writes the rows a dataset would load into its table; plugin {} loads UniProt entries \
+                 into six protein tables, which a dry run does not write out: leave --output out (the dry run \
+                 still reports what would change), or load the release and use `psystem export {}`",
+                planned.spec.plugin, planned.spec.plugin
+            )));
+        }
+        Ok(psystem_jobs::release_dryrun::dry_run_release(&planned.spec, output).await?)
+    }
+}
+
 /// The datasets named, or all. A name is a dataset folder of the release, or a plugin entry key, an entry's
 /// `dataset` or one of its `aliases`: then the first of the entry's `dataset` and `aliases` the release has (as a
 /// run finds it: `target` is `targets` in a ≤ 24.09 release).

@@ -25,7 +25,7 @@ pub enum OutputFormat {
     Csv,
 }
 
-enum Writer {
+pub(crate) enum Writer {
     Parquet(parquet::arrow::ArrowWriter<File>),
     Csv(arrow_csv::Writer<File>),
 }
@@ -107,7 +107,7 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> JobError {
     JobError::Setup(format!("{}: {e}", path.display()))
 }
 
-fn open_writer(
+pub(crate) fn open_writer(
     dir: &Path,
     format: OutputFormat,
     table: &str,
@@ -145,6 +145,26 @@ fn open_writer(
             ))
         }
     }
+}
+
+/// Writes `batch` to the output file `path`.
+pub(crate) fn write_batch(
+    w: &mut Writer,
+    path: &Path,
+    batch: &RecordBatch,
+) -> Result<(), JobError> {
+    write(w, batch).map_err(|e| io_error(path, e))
+}
+
+/// Finishes the output file (the Parquet footer); returns its path.
+pub(crate) fn close_writer((w, path): (Writer, PathBuf)) -> Result<PathBuf, JobError> {
+    match w {
+        Writer::Parquet(w) => {
+            w.close().map_err(|e| io_error(&path, e.to_string()))?;
+        }
+        Writer::Csv(w) => drop(w),
+    }
+    Ok(path)
 }
 
 fn write(w: &mut Writer, batch: &RecordBatch) -> Result<(), String> {

@@ -4,6 +4,7 @@
 
 pub mod dryrun;
 pub mod release;
+pub mod release_dryrun;
 pub mod runner;
 pub mod source;
 pub mod status;

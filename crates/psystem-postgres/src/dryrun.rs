@@ -15,6 +15,10 @@
 //! Without a primary key, `replace` counts every new row as inserted and every old row as deleted. A table that
 //! does not exist yet counts every row (every distinct key, with a primary key) as inserted.
 
+mod release;
+
+pub use release::{last_completed_load, ProteinDryRun, ReleaseDryRun};
+
 use crate::destination::{column_defs, column_list, copy_in, table_columns};
 use crate::entities::{set_column, IdPlan};
 use crate::idcache::{CacheTarget, IdStrategy};
@@ -89,18 +93,7 @@ impl DryRun {
         spec: LoadSpec,
         pending: HashMap<String, HashSet<String>>,
     ) -> Result<DryRun, DestinationError> {
-        let redacted = crate::redact_url(url);
-        let options: PgConnectOptions =
-            url.parse().map_err(|source| DestinationError::Connect {
-                url: redacted.clone(),
-                source,
-            })?;
-        let mut conn = PgConnection::connect_with(&options.application_name("psystem dry run"))
-            .await
-            .map_err(|source| DestinationError::Connect {
-                url: redacted.clone(),
-                source,
-            })?;
+        let mut conn = connect(url).await?;
         let ctx = |what: &str| format!("dry run into {}: {what}", spec.table);
         conn.execute("BEGIN")
             .await
@@ -360,6 +353,21 @@ impl DryRun {
         };
         Ok((report, self.new_keys))
     }
+}
+
+/// Connects to `url` for a dry run, without migrating the ledger.
+async fn connect(url: &str) -> Result<PgConnection, DestinationError> {
+    let redacted = crate::redact_url(url);
+    let options: PgConnectOptions = url.parse().map_err(|source| DestinationError::Connect {
+        url: redacted.clone(),
+        source,
+    })?;
+    PgConnection::connect_with(&options.application_name("psystem dry run"))
+        .await
+        .map_err(|source| DestinationError::Connect {
+            url: redacted,
+            source,
+        })
 }
 
 async fn scalar(conn: &mut PgConnection, sql: String) -> Result<i64, sqlx::Error> {
