@@ -522,10 +522,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                      the next `psystem run {} {}` starts from the beginning.",
                     job.plugin, job.entry, job.table, job.plugin, job.entry
                 );
-            } else {
+            } else if job.rows > 0 {
                 println!(
                     "Cancelled {}/{} ({} rows committed stay in {}); the next `psystem run {} {}` starts from the beginning.",
                     job.plugin, job.entry, job.rows, job.table, job.plugin, job.entry
+                );
+            } else {
+                println!(
+                    "Cancelled {}/{}: its unfinished load was abandoned and nothing of it stays in {}; the next \
+                     `psystem run {} {}` starts from the beginning.",
+                    job.plugin, job.entry, job.table, job.plugin, job.entry
                 );
             }
             Ok(ExitCode::SUCCESS)

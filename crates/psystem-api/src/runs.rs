@@ -824,8 +824,9 @@ impl Api {
     /// `psystem cancel JOB` (and the desktop app's Cancel of a job it does not run): abandons an unfinished job of
     /// any kind — GHO, files, Open Targets or UniProt release. In one transaction its unfinished loads are marked
     /// `cancelled`, their staging (or seen) tables dropped and their work units not done deleted
-    /// ([`psystem_postgres::work_units::cancel_job`]); rows an `append` or `merge` load (or a UniProt load)
-    /// already wrote into the live table stay. status.yaml then says `cancelled`, and the next `psystem run`
+    /// ([`psystem_postgres::work_units::cancel_job`]); the rows an `append` load had committed are deleted there
+    /// too (the status's `rows` then counts what stays), rows a `merge` load (or a UniProt load) already wrote
+    /// into the live table stay. status.yaml then says `cancelled`, and the next `psystem run`
     /// starts from the beginning. The destination is `db_url`, else status.yaml's when it holds no password,
     /// else the entry's manifest, `DATABASE_URL`, the local database.
     ///
@@ -866,11 +867,16 @@ impl Api {
         let lock = dest.try_lock_job(&key).await?.ok_or_else(busy)?;
         let cancelled = psystem_postgres::work_units::cancel_job(&dest, &key).await?;
         drop(lock);
-        tracing::info!(job = %key, loads = ?cancelled, "Job cancelled.");
+        tracing::info!(job = %key, loads = ?cancelled.loads, removed_rows = cancelled.removed_rows,
+            kept_rows = cancelled.kept_rows, "Job cancelled.");
         let updated = self.status_store().update(|f| {
             f.jobs.get_mut(&key).map(|j| {
                 j.state = psystem_core::JobState::Cancelled;
                 j.pid = None;
+                if cancelled.removed_rows > 0 {
+                    // The rows it had appended are gone from the table; `rows` counts what stays.
+                    j.rows = j.rows.saturating_sub(cancelled.removed_rows);
+                }
                 j.updated_at = Some(chrono::Utc::now());
                 j.clone()
             })

@@ -1297,7 +1297,7 @@ pub(crate) async fn copy_in(
 /// before psystem recorded their transactions, transactions too old to be told apart from newer ones (2^31), or
 /// a table that no longer holds exactly those rows (changed or deleted since). The caller's transaction must
 /// then roll back, so nothing changes.
-async fn remove_appended_rows(
+pub(crate) async fn remove_appended_rows(
     conn: &mut PgConnection,
     job_key: &str,
     load_id: i64,

@@ -455,14 +455,19 @@ pub(crate) async fn cancel_unfinished(
 
 /// `psystem cancel`: abandons every unfinished load of `job_key` (any source kind) in one transaction — each is
 /// marked `cancelled`, its staging (or seen) table is dropped and its work units that are not done are deleted,
-/// so no worker claims them again. Rows already written into a live table (append and merge loads, UniProt
-/// entries) stay. Returns the ids of the loads cancelled (none when nothing was unfinished). The caller holds
-/// the job's advisory lock, so no process of this job is writing it.
+/// so no worker claims them again. The rows an `append` load had committed are deleted in the same transaction
+/// (found by the transactions its pages recorded, as a restart does), so the next run, which starts over, does not
+/// add them a second time; when they can no longer be told apart from the table's other rows they stay, and the
+/// outcome says how many. Rows a `merge` load or a UniProt load already wrote stay (loading the same data again
+/// gives the same table). The caller holds the job's advisory lock, so no process of this job is writing it.
 ///
 /// # Errors
 /// [`DestinationError::Database`].
-pub async fn cancel_job(dest: &Destination, job_key: &str) -> Result<Vec<i64>, DestinationError> {
-    let ctx = |what: &str| format!("cancelling the unfinished loads of job {job_key:?}: {what}");
+pub async fn cancel_job(
+    dest: &Destination,
+    job_key: &str,
+) -> Result<CancelledJob, DestinationError> {
+    let ctx = |what: &str| format!("cancelling the unfinished loads of job `{job_key}`: {what}");
     let mut tx = dest
         .pool()
         .begin()
@@ -481,11 +486,56 @@ pub async fn cancel_job(dest: &Destination, job_key: &str) -> Result<Vec<i64>, D
         .execute(&mut *tx)
         .await
         .map_err(DestinationError::db(ctx("delete their pending work units")))?;
+    let appended: Vec<(i64, String, String, i64)> = sqlx::query_as(
+        "SELECT id, target_schema, target_table, rows FROM psystem.loads \
+         WHERE id = ANY($1) AND mode = 'append' AND rows > 0 AND target_schema IS NOT NULL \
+         AND target_table IS NOT NULL ORDER BY id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(DestinationError::db(ctx("find the rows of append loads")))?;
+    let mut outcome = CancelledJob {
+        loads: ids.clone(),
+        ..CancelledJob::default()
+    };
+    for (id, schema, table, rows) in appended {
+        let table = psystem_core::TableRef::new(schema, table);
+        let rows = rows.max(0) as u64;
+        sqlx::query("SAVEPOINT psystem_cancel_rows")
+            .execute(&mut *tx)
+            .await
+            .map_err(DestinationError::db(ctx("savepoint")))?;
+        match crate::destination::remove_appended_rows(&mut tx, job_key, id, &table, rows).await {
+            Ok(n) => outcome.removed_rows += n,
+            Err(DestinationError::RestartCannotRemoveRows { reason, .. }) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT psystem_cancel_rows")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(DestinationError::db(ctx("roll back to the savepoint")))?;
+                tracing::warn!(load_id = id, %table, %reason, "The rows of the cancelled append load stay.");
+                outcome.kept_rows += rows;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     cancel_unfinished(&mut tx, job_key).await?;
     tx.commit()
         .await
         .map_err(DestinationError::db(ctx("commit")))?;
-    Ok(ids)
+    Ok(outcome)
+}
+
+/// What [`cancel_job`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelledJob {
+    /// The loads marked `cancelled` (none when nothing was unfinished).
+    pub loads: Vec<i64>,
+    /// Rows of cancelled `append` loads deleted from their tables.
+    pub removed_rows: u64,
+    /// Rows of cancelled `append` loads that stay because they can no longer be told apart from the table's
+    /// other rows (pages older than the page records, rows changed since).
+    pub kept_rows: u64,
 }
 
 /// Inside the transaction that opens a new load: records its work units (key, bytes, optional spec), `pending`.
