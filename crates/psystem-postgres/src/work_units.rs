@@ -462,7 +462,7 @@ pub(crate) async fn cancel_unfinished(
 /// # Errors
 /// [`DestinationError::Database`].
 pub async fn cancel_job(dest: &Destination, job_key: &str) -> Result<Vec<i64>, DestinationError> {
-    let ctx = |what: &str| format!("cancelling the unfinished loads of job {job_key:?}: {what}");
+    let ctx = |what: &str| format!("cancelling the unfinished loads of job `{job_key}`: {what}");
     let mut tx = dest
         .pool()
         .begin()
