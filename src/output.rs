@@ -162,7 +162,11 @@ pub fn plugin_detail(p: &PluginDetail, json: bool) -> Result<()> {
         }
     );
     println!("  source:   {}", s.source);
-    println!("  manifest: {} ({:?})", s.path, s.origin);
+    println!(
+        "  manifest: {} ({})",
+        s.path,
+        format!("{:?}", s.origin).to_lowercase()
+    );
     for e in &p.etl {
         println!(
             "\n  entry {}{}",
@@ -649,7 +653,20 @@ pub fn import_report(entity: &str, r: &ImportReport, json: bool) -> Result<()> {
         r.conflicts.len()
     );
     for c in r.conflicts.iter().take(20) {
-        println!("  conflict: {c:?}");
+        match (&c.cached_id, &c.owner) {
+            (Some(cached), _) => println!(
+                "  conflict: line {}: key `{}` has ID `{}` in the file, but the cache holds `{cached}`",
+                c.line, c.unique_key, c.file_id
+            ),
+            (None, Some(owner)) => println!(
+                "  conflict: line {}: key `{}` has ID `{}` in the file, but key `{owner}` already holds that ID",
+                c.line, c.unique_key, c.file_id
+            ),
+            (None, None) => println!(
+                "  conflict: line {}: key `{}` has ID `{}` in the file",
+                c.line, c.unique_key, c.file_id
+            ),
+        }
     }
     Ok(())
 }

@@ -580,7 +580,7 @@ async fn files_outside_the_modification_window_are_skipped_and_the_inference_is_
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("age (hrs)_2: Int64, inferred")
-            && err.contains("renamed: repeats \"age (hrs)\""),
+            && err.contains("renamed: repeats `age (hrs)`"),
         "{err}"
     );
     assert!(err.contains("specimens: List(Utf8), multi-valued"), "{err}");

@@ -298,7 +298,7 @@ async fn a_timestamp_postgresql_cannot_hold_is_refused_naming_file_column_and_ro
     let (db, out) = load_file(&file, 10_000).await;
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
-    let place = format!("{}, row 2, column \"ts\"", file.display());
+    let place = format!("{}, row 2, column `ts`", file.display());
     assert!(all.contains(&place), "names {place}: {all}");
     assert!(
         all.contains("4714-11-23 00:00:00 BC"),
@@ -315,7 +315,7 @@ async fn a_timestamp_postgresql_cannot_hold_is_refused_naming_file_column_and_ro
     let out = run_release(&env, mirror.path(), &db);
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
-    let place = format!("{rel}, row 2, column \"ts\"");
+    let place = format!("{rel}, row 2, column `ts`");
     assert!(all.contains(&place), "names {place}: {all}");
     assert!(
         all.contains("4714-11-23 00:00:00 BC"),
@@ -418,7 +418,7 @@ async fn a_nul_in_a_value_is_refused_naming_the_file_and_line() {
     let (_db, out) = load_file(&csv, 2).await;
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
-    let place = format!("{}, line 6, column \"name\"", csv.display());
+    let place = format!("{}, line 6, column `name`", csv.display());
     assert!(all.contains(&place), "names {place}: {all}");
     assert!(all.contains("NUL"), "{all}");
     assert!(!all.contains("of the page"), "{all}");
@@ -433,6 +433,6 @@ async fn a_nul_in_a_value_is_refused_naming_the_file_and_line() {
     let (_db, out) = load_file(&jsonl, 10_000).await;
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
-    let place = format!("{}, line 3, column \"name\"", jsonl.display());
+    let place = format!("{}, line 3, column `name`", jsonl.display());
     assert!(all.contains(&place), "names {place}: {all}");
 }

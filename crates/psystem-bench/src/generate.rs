@@ -111,7 +111,7 @@ impl GenSpec {
         let invalid = |m: String| Err(GenError::InvalidSpec(m));
         for (what, v) in [("release", &self.release), ("dataset", &self.dataset)] {
             if v.is_empty() || v == "." || v == ".." || v.contains(['/', '\\']) {
-                return invalid(format!("{what} {v:?} must be one path component"));
+                return invalid(format!("{what} `{v}` must be one path component"));
             }
         }
         if self.rows == 0 {

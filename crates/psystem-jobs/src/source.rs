@@ -133,7 +133,7 @@ impl OpenSource {
             OpenSource::Files(f) => {
                 let delimiter = match f.delimiter() {
                     Some(b'\t') => ", tab-delimited".to_string(),
-                    Some(d) => format!(", delimiter {:?}", d as char),
+                    Some(d) => format!(", delimiter `{}`", (d as char).escape_default()),
                     None => String::new(),
                 };
                 let mut lines = vec![format!(

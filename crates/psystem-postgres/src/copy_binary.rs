@@ -727,7 +727,8 @@ fn time_micros(v: i64, unit: TimeUnit) -> Result<i64, ValueError> {
     match to_micros(v, unit) {
         Some(m) if (0..=DAY_MICROS).contains(&m) => Ok(m),
         _ => Err(ValueError::OutOfRange(format!(
-            "time of day {v} ({unit:?} since midnight) is not between 00:00 and 24:00"
+            "time of day {v} ({} since midnight) is not between 00:00 and 24:00",
+            unit_word(unit)
         ))),
     }
 }
@@ -736,9 +737,20 @@ fn time_micros(v: i64, unit: TimeUnit) -> Result<i64, ValueError> {
 fn duration_micros(v: i64, unit: TimeUnit) -> Result<i64, ValueError> {
     to_micros(v, unit).ok_or_else(|| {
         ValueError::OutOfRange(format!(
-            "duration {v} ({unit:?}) is out of range for a PostgreSQL interval"
+            "duration {v} ({}) is out of range for a PostgreSQL interval",
+            unit_word(unit)
         ))
     })
+}
+
+/// `unit` as a plural English word for messages (`seconds` … `nanoseconds`).
+fn unit_word(unit: TimeUnit) -> &'static str {
+    match unit {
+        TimeUnit::Second => "seconds",
+        TimeUnit::Millisecond => "milliseconds",
+        TimeUnit::Microsecond => "microseconds",
+        TimeUnit::Nanosecond => "nanoseconds",
+    }
 }
 
 /// Converts a value in `unit` to microseconds; nanoseconds are rounded down. `None` on overflow.

@@ -233,7 +233,7 @@ impl Destination {
         validate_spec(&spec)?;
         let job = spec.job_key.clone();
         let table = spec.table.clone();
-        let ctx = |what: &str| format!("opening the load of job {job:?} into {table}: {what}");
+        let ctx = |what: &str| format!("opening the load of job `{job}` into {table}: {what}");
         let mut tx = self
             .pool
             .begin()
@@ -924,7 +924,7 @@ impl Destination {
     /// released by [`JobLock::release`], when the [`JobLock`] is dropped, or by the server when the process
     /// dies. Two job keys with the same 32-bit hash share a lock (they then never run at the same time).
     pub async fn try_lock_job(&self, job_key: &str) -> Result<Option<JobLock>, DestinationError> {
-        let ctx = || format!("locking job {job_key:?}");
+        let ctx = || format!("locking job `{job_key}`");
         let mut conn = PgConnection::connect_with(&self.pool.connect_options())
             .await
             .map_err(|source| DestinationError::Connect {
@@ -1036,7 +1036,7 @@ impl JobLock {
     pub async fn check(&mut self) -> Result<(), DestinationError> {
         let conn = self.conn.as_mut().expect("JobLock used after release");
         conn.ping().await.map_err(DestinationError::db(format!(
-            "checking the lock of job {:?}",
+            "checking the lock of job `{}`",
             self.job_key
         )))
     }
@@ -1050,7 +1050,7 @@ impl JobLock {
             .execute(&mut conn)
             .await
             .map_err(DestinationError::db(format!(
-                "unlocking job {:?}",
+                "unlocking job `{}`",
                 self.job_key
             )));
         let _ = conn.close().await;
@@ -1119,7 +1119,7 @@ pub(crate) fn validate_table_spec(
         pg_type(field)?;
         if !seen.insert(field.name().as_str()) {
             return Err(invalid(format!(
-                "the column {:?} appears twice in the schema",
+                "the column `{}` appears twice in the schema",
                 field.name()
             )));
         }
@@ -1128,12 +1128,12 @@ pub(crate) fn validate_table_spec(
     for key in primary_key {
         if !seen.contains(key.as_str()) {
             return Err(invalid(format!(
-                "the primary-key column {key:?} is not in the schema"
+                "the primary-key column `{key}` is not in the schema"
             )));
         }
         if !pk_seen.insert(key.as_str()) {
             return Err(invalid(format!(
-                "the primary-key column {key:?} is listed twice"
+                "the primary-key column `{key}` is listed twice"
             )));
         }
     }
@@ -1157,7 +1157,7 @@ fn check_batch_schema(spec: &LoadSpec, schema: &Schema) -> Result<(), Destinatio
     for (e, g) in expected.iter().zip(got.iter()) {
         if e.name() != g.name() || e.data_type() != g.data_type() {
             return Err(mismatch(format!(
-                "column {:?} ({}) where the load has {:?} ({})",
+                "column `{}` ({}) where the load has `{}` ({})",
                 g.name(),
                 g.data_type(),
                 e.name(),
@@ -1390,7 +1390,7 @@ pub(crate) async fn ensure_schema(
     schema: &str,
 ) -> Result<(), DestinationError> {
     use sqlx::Connection as _;
-    let ctx = || format!("creating schema {schema:?}");
+    let ctx = || format!("creating schema `{schema}`");
     // CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent creator (two datasets of one run opening
     // their loads at once): the second fails on pg_namespace's unique index. A transaction-level advisory lock
     // per schema name serialises the check and the creation until the creator commits; `begin` is a savepoint
@@ -1407,7 +1407,7 @@ pub(crate) async fn ensure_schema(
             .fetch_one(&mut *tx)
             .await
             .map_err(DestinationError::db(format!(
-                "looking up schema {schema:?}"
+                "looking up schema `{schema}`"
             )))?;
     if !exists {
         let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));

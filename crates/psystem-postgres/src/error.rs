@@ -59,7 +59,7 @@ pub enum DestinationError {
     },
 
     /// A text value contains a NUL character, which PostgreSQL text cannot store.
-    #[error("column {column:?}, row {row} of the page (0-based) contains a NUL (\\0) character, which PostgreSQL text cannot store; clean the source value or load the column as binary")]
+    #[error("column `{column}`, row {row} of the page (0-based) contains a NUL (\\0) character, which PostgreSQL text cannot store; clean the source value or load the column as binary")]
     NulInText {
         /// The column name.
         column: String,
@@ -68,7 +68,7 @@ pub enum DestinationError {
     },
 
     /// A value cannot be represented in its PostgreSQL type.
-    #[error("column {column:?}, row {row} of the page (0-based): {detail}")]
+    #[error("column `{column}`, row {row} of the page (0-based): {detail}")]
     ValueOutOfRange {
         /// The column name.
         column: String,
@@ -81,7 +81,7 @@ pub enum DestinationError {
     /// A value of a file cannot be loaded ([`DestinationError::NulInText`] or
     /// [`DestinationError::ValueOutOfRange`] placed in the file its row came from, see
     /// [`DestinationError::in_file`]).
-    #[error("{place}, column \"{column}\": {detail}")]
+    #[error("{place}, column `{column}`: {detail}")]
     ValueInFile {
         /// The file and the place in it, e.g. `data.csv, line 3` or `part-0.parquet, row 7` (1-based).
         place: String,

@@ -396,7 +396,7 @@ fn validate_spec(spec: &EntitySpec) -> Result<(), DestinationError> {
         if !seen.insert(column) {
             return Err(invalid(
                 entity,
-                format!("column {column:?} appears twice in the unique key"),
+                format!("column `{column}` appears twice in the unique key"),
             ));
         }
     }
@@ -438,7 +438,7 @@ pub async fn register_entity(
 ) -> Result<(), DestinationError> {
     validate_spec(spec)?;
     let entity = &spec.entity;
-    let ctx = |what: &str| format!("registering entity {entity:?} in the ID cache: {what}");
+    let ctx = |what: &str| format!("registering entity `{entity}` in the ID cache: {what}");
     sqlx::query(
         "INSERT INTO psystem.entity_keys (target, entity, key_columns, id_strategy, created_at) \
          VALUES ($1, $2, $3, $4, now()) ON CONFLICT (target, entity) DO NOTHING",
@@ -552,7 +552,7 @@ async fn fetch_and_touch(
     .fetch_all(&mut *conn)
     .await
     .map_err(DestinationError::db(format!(
-        "reading the ID cache of entity {entity:?}"
+        "reading the ID cache of entity `{entity}`"
     )))?;
     Ok(rows.into_iter().collect())
 }
@@ -591,7 +591,7 @@ pub async fn assign(
             return Err(invalid(
                 entity,
                 format!(
-                    "{} IDs from column {column:?} given for {} keys",
+                    "{} IDs from column `{column}` given for {} keys",
                     p.len(),
                     keys.len()
                 ),
@@ -600,7 +600,7 @@ pub async fn assign(
         (IdStrategy::FromColumn(column), None) => {
             return Err(invalid(
                 entity,
-                format!("IDs come from column {column:?} but none were given"),
+                format!("IDs come from column `{column}` but none were given"),
             ))
         }
         (_, Some(_)) => return Err(invalid(
@@ -717,7 +717,7 @@ pub async fn assign(
         .fetch_all(&mut *conn)
         .await
         .map_err(DestinationError::db(format!(
-            "storing new IDs of entity {entity:?} in the ID cache"
+            "storing new IDs of entity `{entity}` in the ID cache"
         )))?;
         let inserted: HashSet<String> = inserted.into_iter().collect();
         let mut rest = Vec::new();
@@ -748,7 +748,7 @@ pub async fn assign(
             .fetch_optional(&mut *conn)
             .await
             .map_err(DestinationError::db(format!(
-                "reading the ID cache of entity {entity:?}"
+                "reading the ID cache of entity `{entity}`"
             )))?;
             return Err(DestinationError::ProvidedIdTaken {
                 entity: entity.to_string(),
@@ -799,7 +799,7 @@ pub async fn lookup(
     .fetch_all(&mut *conn)
     .await
     .map_err(DestinationError::db(format!(
-        "looking up keys of entity {entity:?} in the ID cache"
+        "looking up keys of entity `{entity}` in the ID cache"
     )))?;
     let found: HashMap<String, String> = rows.into_iter().collect();
     Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
@@ -896,7 +896,7 @@ pub async fn list(
             detail: format!("limit {} is not between 0 and {MAX_PAGE}", q.limit),
         });
     }
-    let ctx = format!("listing entity {entity:?} of the ID cache");
+    let ctx = format!("listing entity `{entity}` of the ID cache");
     let filter = search_filter(q.search.as_deref());
     let (fragment, pattern) = match &filter {
         Some((f, p)) => (*f, Some(p.as_str())),
@@ -1003,7 +1003,7 @@ pub async fn show(
     .fetch_optional(pool)
     .await
     .map_err(DestinationError::db(format!(
-        "reading entity {entity:?} of the ID cache"
+        "reading entity `{entity}` of the ID cache"
     )))?;
     Ok(row.map(entry_from))
 }
@@ -1019,7 +1019,7 @@ pub async fn export_csv(
     entity: &str,
     out: &mut impl Write,
 ) -> Result<u64, DestinationError> {
-    let ctx = format!("exporting entity {entity:?} of the ID cache");
+    let ctx = format!("exporting entity `{entity}` of the ID cache");
     let csv_err = |source| DestinationError::CacheCsv {
         context: format!("{ctx}: cannot write the CSV"),
         source,
@@ -1097,7 +1097,7 @@ pub async fn import_csv(
     entity: &str,
     input: impl Read,
 ) -> Result<ImportReport, DestinationError> {
-    let ctx = format!("importing entity {entity:?} into the ID cache");
+    let ctx = format!("importing entity `{entity}` into the ID cache");
     let csv_err = |source| DestinationError::CacheCsv {
         context: format!("{ctx}: cannot read the CSV"),
         source,
@@ -1125,7 +1125,7 @@ pub async fn import_csv(
         return Err(DestinationError::CacheImport {
             line: 1,
             detail: format!(
-                "unknown column {unknown:?}; expected unique_key,target_id,first_seen_run,last_seen_run"
+                "unknown column `{unknown}`; expected unique_key,target_id,first_seen_run,last_seen_run"
             ),
         });
     }
@@ -1147,7 +1147,7 @@ pub async fn import_csv(
                     None | Some("") => Ok(0),
                     Some(v) => v.parse::<i64>().map_err(|_| DestinationError::CacheImport {
                         line,
-                        detail: format!("{name} {v:?} is not an integer"),
+                        detail: format!("{name} `{v}` is not an integer"),
                     }),
                 }
             };
@@ -1295,7 +1295,7 @@ pub async fn clear(
     target: &CacheTarget,
     entity: &str,
 ) -> Result<u64, DestinationError> {
-    let ctx = format!("clearing entity {entity:?} of the ID cache");
+    let ctx = format!("clearing entity `{entity}` of the ID cache");
     let mut tx = pool.begin().await.map_err(DestinationError::db(&ctx))?;
     let deleted = sqlx::query("DELETE FROM psystem.id_cache WHERE target = $1 AND entity = $2")
         .bind(target.as_str())

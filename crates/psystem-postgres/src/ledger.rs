@@ -375,9 +375,9 @@ impl LoadRecord {
                 row.try_get::<String, _>("target_table").map_err(get_err)?,
             ),
             mode: LoadMode::parse(&mode)
-                .ok_or_else(|| corrupt(format!("unknown mode {mode:?}")))?,
+                .ok_or_else(|| corrupt(format!("unknown mode `{mode}`")))?,
             state: JobState::parse(&state)
-                .ok_or_else(|| corrupt(format!("unknown state {state:?}")))?,
+                .ok_or_else(|| corrupt(format!("unknown state `{state}`")))?,
             total_rows: total_rows.map(|v| nonneg("total_rows", v)).transpose()?,
             counters: Counters {
                 pages: nonneg("pages", row.try_get("pages").map_err(get_err)?)?,

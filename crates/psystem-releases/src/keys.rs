@@ -160,7 +160,7 @@ impl Tracker {
             let ex = self
                 .example
                 .as_ref()
-                .map(|e| format!(", e.g. {:?}", String::from_utf8_lossy(e)))
+                .map(|e| format!(", e.g. `{}`", String::from_utf8_lossy(e)))
                 .unwrap_or_default();
             Some(format!("{} duplicate values{ex}", self.duplicates))
         } else if self.nulls > 0 {

@@ -32,7 +32,7 @@ pub enum SourceError {
 
     /// The server answered with an HTTP status that is not worth retrying (a 4xx other than 408/429).
     #[error(
-        "HTTP {status} from {url}: {excerpt:?}; {hint}",
+        "HTTP {status} from {url}: `{excerpt}`; {hint}",
         hint = http_hint(*.status)
     )]
     Http {
@@ -130,7 +130,7 @@ fn file_location(line: &Option<u64>, column: &Option<String>) -> String {
         s.push_str(&format!(", line {line}"));
     }
     if let Some(column) = column {
-        s.push_str(&format!(", column {column:?}"));
+        s.push_str(&format!(", column `{column}`"));
     }
     s
 }

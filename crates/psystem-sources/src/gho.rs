@@ -276,7 +276,7 @@ impl GhoSource {
         let api = config.api.trim_end_matches('/');
         let parsed = url::Url::parse(api).map_err(|e| SourceError::Config {
             detail: format!(
-                "api {:?} is not a URL ({e}); expected e.g. {DEFAULT_API}",
+                "api `{}` is not a URL ({e}); expected e.g. {DEFAULT_API}",
                 config.api
             ),
         })?;
@@ -286,7 +286,7 @@ impl GhoSource {
         {
             return Err(SourceError::Config {
                 detail: format!(
-                    "api {:?} must be an http(s) URL without a query or fragment, e.g. {DEFAULT_API}",
+                    "api `{}` must be an http(s) URL without a query or fragment, e.g. {DEFAULT_API}",
                     config.api
                 ),
             });
@@ -300,7 +300,7 @@ impl GhoSource {
         {
             return Err(SourceError::Config {
                 detail: format!(
-                    "indicator {ind:?} is not a GHO indicator code (letters, digits, _, -, .; e.g. WSH_8)"
+                    "indicator `{ind}` is not a GHO indicator code (letters, digits, _, -, .; e.g. WSH_8)"
                 ),
             });
         }
@@ -479,7 +479,7 @@ impl GhoSource {
                 None => String::new(),
             };
             return Err(Failure::Transient {
-                reason: format!("HTTP {status}{after}: {excerpt:?}"),
+                reason: format!("HTTP {status}{after}: `{excerpt}`"),
                 retry_after: if code == 429 { retry_after } else { None },
             });
         }
@@ -659,7 +659,7 @@ fn parse_timestamp_micros(s: &str) -> Result<i64, String> {
         return Ok(naive.and_utc().timestamp_micros());
     }
     Err(format!(
-        "cannot parse {s:?} as an RFC 3339 timestamp (e.g. 2013-06-11T14:01:25.3+02:00)"
+        "cannot parse `{s}` as an RFC 3339 timestamp (e.g. 2013-06-11T14:01:25.3+02:00)"
     ))
 }
 
@@ -667,7 +667,7 @@ fn parse_timestamp_micros(s: &str) -> Result<i64, String> {
 fn decode_page(url: &str, skip: u64, body: &[u8]) -> Result<GhoPage, SourceError> {
     let not_odata = |what: String| SourceError::NotOData {
         url: url.to_string(),
-        detail: format!("{what}; the body starts with {:?}", excerpt(body)),
+        detail: format!("{what}; the body starts with `{}`", excerpt(body)),
     };
     let doc: Value =
         serde_json::from_slice(body).map_err(|e| not_odata(format!("not JSON ({e})")))?;

@@ -195,7 +195,7 @@ pub enum ManifestError {
     },
 
     /// A manifest path would leave the release (absolute, `..`, backslash) or is empty.
-    #[error("unsafe path {path:?} in manifest {manifest}{}: {reason}; a manifest path must be relative and stay inside the release", at_line(*.line))]
+    #[error("unsafe path `{path}` in manifest {manifest}{}: {reason}; a manifest path must be relative and stay inside the release", at_line(*.line))]
     UnsafePath {
         /// The manifest's name or URL (empty when [`check_path`] is called on its own).
         manifest: String,
@@ -332,7 +332,7 @@ fn checked_digest(
         return Err(parse_err(
             manifest,
             line,
-            format!("{what}digest {digest:?} is not hexadecimal"),
+            format!("{what}digest `{digest}` is not hexadecimal"),
         ));
     }
     if digest.len() != algorithm.hex_len() {
@@ -340,7 +340,7 @@ fn checked_digest(
             manifest,
             line,
             format!(
-                "{what}digest {digest:?} has {} hex digits, {algorithm} needs {}",
+                "{what}digest `{digest}` has {} hex digits, {algorithm} needs {}",
                 digest.len(),
                 algorithm.hex_len()
             ),
@@ -391,14 +391,14 @@ pub fn parse_checksum_list(
             return Err(parse_err(
                 source,
                 line_no,
-                format!("expected `<{algorithm} digest>  <path>`, found {line:?}"),
+                format!("expected `<{algorithm} digest>  <path>`, found `{line}`"),
             ));
         };
         let Some(path) = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('*')) else {
             return Err(parse_err(
                 source,
                 line_no,
-                format!("expected two spaces or ` *` between digest and path, found {line:?}"),
+                format!("expected two spaces or ` *` between digest and path, found `{line}`"),
             ));
         };
         let digest = checked_digest(digest, algorithm, source, line_no, "")?;
@@ -407,7 +407,7 @@ pub fn parse_checksum_list(
             return Err(parse_err(
                 source,
                 line_no,
-                format!("{path:?} is listed twice"),
+                format!("`{path}` is listed twice"),
             ));
         }
         entries.push(ManifestEntry {
@@ -459,8 +459,8 @@ pub fn parse_metalink(xml: &str, source: &str) -> Result<Manifest, ManifestError
                 source,
                 line_of(root),
                 format!(
-                    "not a Metalink document: the root element is <{found}> in namespace {:?}; expected \
-                     <metalink> in {METALINK3_NS:?} (Metalink 3.0) or {METALINK4_NS:?} (RFC 5854)",
+                    "not a Metalink document: the root element is <{found}> in namespace `{}`; expected \
+                     <metalink> in `{METALINK3_NS}` (Metalink 3.0) or `{METALINK4_NS}` (RFC 5854)",
                     found_ns.unwrap_or("")
                 ),
             ))
@@ -500,7 +500,7 @@ pub fn parse_metalink(xml: &str, source: &str) -> Result<Manifest, ManifestError
             return Err(parse_err(source, line, "<file> has no name attribute"));
         };
         let path = checked_path(raw_name, source, line)?;
-        let what = format!("<file name={raw_name:?}>");
+        let what = format!("<file> `{raw_name}`");
 
         let size = match file.children().find(|n| is(n, "size")) {
             None => None,
@@ -510,7 +510,7 @@ pub fn parse_metalink(xml: &str, source: &str) -> Result<Manifest, ManifestError
                     parse_err(
                         source,
                         line_of(size),
-                        format!("{what}: <size> {text:?} is not a byte count"),
+                        format!("{what}: <size> `{text}` is not a byte count"),
                     )
                 })?)
             }
@@ -550,7 +550,7 @@ pub fn parse_metalink(xml: &str, source: &str) -> Result<Manifest, ManifestError
             source,
             line_of(hash),
             &format!(
-                "{what} <hash type={:?}>",
+                "{what} <hash> of type `{}`",
                 hash.attribute("type").unwrap_or("")
             ),
         )?;
@@ -751,7 +751,7 @@ mod tests {
         let bad = xml.replace("<size>3</size>", "<size>three</size>");
         let msg = parse_metalink(&bad, "x").unwrap_err().to_string();
         assert!(
-            msg.contains("<file name=\"a\">") && msg.contains("line 1"),
+            msg.contains("<file> `a`") && msg.contains("line 1"),
             "{msg}"
         );
     }

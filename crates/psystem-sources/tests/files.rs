@@ -251,7 +251,7 @@ async fn family_and_phenotype_drops_ignore_rows_and_columns_and_renames_duplicat
     let mother = &source.inference()[1];
     assert_eq!((mother.sample_rows, mother.non_null), (9, 3));
     assert_eq!(mother.data_type, DataType::Int64);
-    assert!(dup.to_string().contains("repeats \"age (hrs)\""), "{dup}");
+    assert!(dup.to_string().contains("repeats `age (hrs)`"), "{dup}");
 }
 
 #[tokio::test]
@@ -350,7 +350,7 @@ async fn inference_report() {
     let line = report("CLEFT_EGO").to_string();
     assert_eq!(
         line,
-        "CLEFT_EGO: Boolean, inferred; 24 of 24 sample rows non-null, e.g. \"TRUE\""
+        "CLEFT_EGO: Boolean, inferred; 24 of 24 sample rows non-null, e.g. `TRUE`"
     );
     let json = serde_json::to_value(report("age in hours_2")).unwrap();
     assert_eq!(json["data_type"], "Int64");
@@ -550,7 +550,7 @@ async fn jsonl_value_past_the_sample_must_fit() {
     let (line, column, detail, _) = file_error(e);
     assert_eq!((line, column.as_deref()), (Some(1001), Some("n")));
     assert!(
-        detail.contains("\"lots\"") && detail.contains("casts"),
+        detail.contains("`lots`") && detail.contains("casts"),
         "{detail}"
     );
 }
@@ -677,11 +677,11 @@ async fn value_breaking_the_inferred_type_is_an_error_naming_line_column_value()
     };
     let (line, column, detail, message) = file_error(e);
     assert_eq!((line, column.as_deref()), (Some(1002), Some("age")));
-    assert!(detail.contains("\"unknown\""), "{detail}");
+    assert!(detail.contains("`unknown`"), "{detail}");
     assert!(detail.contains("first 1000 data rows"), "{detail}");
-    assert!(detail.contains("casts: {\"age\": text}"), "{detail}");
+    assert!(detail.contains("casts: {'age': text}"), "{detail}");
     assert!(
-        message.contains("ages.csv, line 1002, column \"age\""),
+        message.contains("ages.csv, line 1002, column `age`"),
         "{message}"
     );
     // Declaring the column text reads it all.

@@ -182,8 +182,10 @@ pub(crate) async fn ranged_get(
                     url: url.to_string(),
                     operation: op,
                     message: format!(
-                        "asked for bytes from {offset}, got Content-Range {:?}",
-                        resp.headers().get(CONTENT_RANGE)
+                        "asked for bytes from {offset}, got Content-Range `{}`",
+                        resp.headers()
+                            .get(CONTENT_RANGE)
+                            .map_or("(none)", |v| v.to_str().unwrap_or("(not text)"))
                     ),
                 });
             }

@@ -162,7 +162,7 @@ pub async fn file_checks(
                 expected: row.get("expected"),
                 computed: row.get("computed"),
                 status: FileStatus::parse(&status)
-                    .ok_or_else(|| corrupt(format!("unknown status {status:?}")))?,
+                    .ok_or_else(|| corrupt(format!("unknown status `{status}`")))?,
                 detail: row.get("detail"),
                 verified_at: row.get("verified_at"),
                 path: path.clone(),

@@ -259,7 +259,7 @@ pub async fn open_dataset_load(
 ) -> Result<DatasetLoad, DestinationError> {
     validate(&spec)?;
     let job = spec.job_key.clone();
-    let ctx = |what: &str| format!("opening the dataset load of job {job:?}: {what}");
+    let ctx = |what: &str| format!("opening the dataset load of job `{job}`: {what}");
     let mut tx = dest
         .pool()
         .begin()
@@ -626,7 +626,7 @@ impl DatasetLoad {
             .begin()
             .await
             .map_err(DestinationError::db(format!(
-                "copying unit {:?} of load #{load_id}: begin",
+                "copying unit `{}` of load #{load_id}: begin",
                 unit.key
             )))?;
         // Every error path rolls back here, explicitly: a dropped transaction only queues its ROLLBACK, and
@@ -634,7 +634,7 @@ impl DatasetLoad {
         match self.copy_unit_in(&mut tx, unit, &mut batches).await {
             Ok((copied, count)) => {
                 tx.commit().await.map_err(DestinationError::db(format!(
-                    "copying unit {:?} of load #{load_id}: commit",
+                    "copying unit `{}` of load #{load_id}: commit",
                     unit.key
                 )))?;
                 debug!(load_id, unit = %unit.key, rows = copied, "Work unit copied.");
@@ -663,7 +663,7 @@ impl DatasetLoad {
         batches: &mut S,
     ) -> Result<(u64, u64), DestinationError> {
         let load_id = self.load_id;
-        let ctx = |what: &str| format!("copying unit {:?} of load #{load_id}: {what}", unit.key);
+        let ctx = |what: &str| format!("copying unit `{}` of load #{load_id}: {what}", unit.key);
         self.queue().lock_for_commit(&mut *conn, unit).await?;
 
         let sql = format!(
@@ -1152,7 +1152,7 @@ impl DatasetLoad {
         let preserved =
             replace::capture(conn, oid, table, &release_columns, &self.spec.primary_key).await?;
         for stmt in &preserved.before {
-            exec(conn, stmt, &ctx(&format!("run {stmt:?}"))).await?;
+            exec(conn, stmt, &ctx(&format!("run `{stmt}`"))).await?;
         }
         exec(
             conn,
@@ -1171,7 +1171,7 @@ impl DatasetLoad {
         )
         .await?;
         for stmt in &preserved.after {
-            exec(conn, stmt, &ctx(&format!("re-create {stmt:?}"))).await?;
+            exec(conn, stmt, &ctx(&format!("re-create `{stmt}`"))).await?;
         }
         report.inserted = report.rows;
         Ok(())
@@ -1206,7 +1206,7 @@ impl DatasetLoad {
                     exec(
                         conn,
                         &format!("ALTER TABLE {target_sql} ADD COLUMN {col} {incoming_full}"),
-                        &ctx(&format!("add column {name:?}")),
+                        &ctx(&format!("add column `{name}`")),
                     )
                     .await?;
                     select.push(format!("s.{col}"));
@@ -1223,7 +1223,7 @@ impl DatasetLoad {
                         .bind(incoming)
                         .fetch_one(&mut *conn)
                         .await
-                        .map_err(DestinationError::db(ctx(&format!("look up a cast of column {name:?}"))))?;
+                        .map_err(DestinationError::db(ctx(&format!("look up a cast of column `{name}`"))))?;
                     let sql = if direct {
                         evolve::alter_type_sql(&target_sql, name, existing, incoming, incoming_full)
                     } else {
@@ -1235,7 +1235,7 @@ impl DatasetLoad {
                         conn,
                         &sql,
                         &ctx(&format!(
-                            "change the type of column {name:?} from {existing} to {incoming}"
+                            "change the type of column `{name}` from {existing} to {incoming}"
                         )),
                     )
                     .await?;
@@ -1268,7 +1268,7 @@ impl DatasetLoad {
                         quote_ident(&column.name)
                     ),
                     &ctx(&format!(
-                        "allow NULL in column {:?} the release lacks",
+                        "allow NULL in column `{}` the release lacks",
                         column.name
                     )),
                 )
@@ -1477,7 +1477,7 @@ impl DatasetLoad {
         for (e, g) in expected.iter().zip(got.iter()) {
             if e.name() != g.name() || pg_type(e)? != pg_type(g)? {
                 return Err(mismatch(format!(
-                    "column {:?} ({}) where the load has {:?} ({})",
+                    "column `{}` ({}) where the load has `{}` ({})",
                     g.name(),
                     g.data_type(),
                     e.name(),
@@ -1531,7 +1531,7 @@ fn validate(spec: &DatasetLoadSpec) -> Result<(), DestinationError> {
     }
     if spec.schema.field_with_name(ROW_HASH_COLUMN).is_ok() {
         return Err(invalid(format!(
-            "the release has a column named {ROW_HASH_COLUMN:?}, which psystem keeps for its own row hashes; \
+            "the release has a column named `{ROW_HASH_COLUMN}`, which psystem keeps for its own row hashes; \
              rename it in the entry's transform"
         )));
     }
@@ -1542,7 +1542,7 @@ fn validate(spec: &DatasetLoadSpec) -> Result<(), DestinationError> {
         }
         if !keys.insert(unit.key.as_str()) {
             return Err(invalid(format!(
-                "the work unit {:?} is listed twice",
+                "the work unit `{}` is listed twice",
                 unit.key
             )));
         }

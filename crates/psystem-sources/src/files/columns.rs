@@ -346,7 +346,7 @@ impl Builder {
             return Ok(());
         }
         let declared = matches!(kind, Kind::Typed { strict: false, .. });
-        let bad = || format!("{:?}", preview(text));
+        let bad = || format!("`{}`", preview(text));
         match self {
             // Text keeps the cell as it is, surrounding spaces included.
             Builder::Text(b) => b.append_value(text),
@@ -388,7 +388,7 @@ impl Builder {
     /// A JSON number, boolean, array or object.
     fn append_json(&mut self, kind: &Kind, v: &Value) -> Result<(), String> {
         let declared = matches!(kind, Kind::Typed { strict: false, .. });
-        let bad = || preview(&v.to_string());
+        let bad = || format!("`{}`", preview(&v.to_string()));
         match self {
             Builder::Text(b) => b.append_value(v.to_string()),
             Builder::Int64(b) => {
@@ -452,7 +452,7 @@ pub(super) fn type_mismatch(column: &ColumnPlan, value: &str, sample_rows: u64) 
     match &column.kind {
         Kind::Typed { ty, strict: true } => format!(
             "value {value} is not {} ({ty}), the type inferred from the first {sample_rows} data rows; \
-             declare the column's type in the config's `casts`, e.g. casts: {{{:?}: text}}",
+             declare the column's type in the config's `casts`, e.g. casts: {{'{}': text}}",
             ty.describe(),
             column.name
         ),
@@ -533,7 +533,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Kind::Typed { ty, .. } => write!(f, "{ty}"),
-            Kind::List { delimiter } => write!(f, "list of text split on {delimiter:?}"),
+            Kind::List { delimiter } => write!(f, "list of text split on `{delimiter}`"),
         }
     }
 }

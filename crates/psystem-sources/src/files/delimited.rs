@@ -229,7 +229,7 @@ impl Cursor {
                 let line = self.line_of(common, &pos);
                 let hint = match rows.marker {
                     Some(m) => format!(
-                        ", or write {:?} in each of its cells to skip it",
+                        ", or write `{}` in each of its cells to skip it",
                         String::from_utf8_lossy(m)
                     ),
                     None => String::new(),
@@ -238,12 +238,12 @@ impl Cursor {
                     Some(line),
                     None,
                     format!(
-                        "the row has {} field{} but the header has {} (delimiter {:?}); every row needs one value \
+                        "the row has {} field{} but the header has {} (delimiter `{}`); every row needs one value \
                          per column — fix the row (a missing or extra delimiter, or an unclosed quote){hint}",
                         rec.len(),
                         if rec.len() == 1 { "" } else { "s" },
                         rows.fields,
-                        char::from(rows.delimiter)
+                        char::from(rows.delimiter).escape_default()
                     ),
                 ));
             }
@@ -366,9 +366,9 @@ pub(super) fn open(
     };
     if delimiter == quote {
         return Err(config_err(format!(
-            "files: the delimiter of {} is {:?}, the same as the quote; set quote to another character",
+            "files: the delimiter of {} is `{}`, the same as the quote; set quote to another character",
             common.display,
-            char::from(quote)
+            char::from(quote).escape_default()
         )));
     }
     let format = format.unwrap_or(if delimiter == b'\t' {

@@ -295,7 +295,7 @@ fn parse_object(common: &Common, line: u64, bytes: &[u8]) -> Result<Object, Sour
             Some(line),
             None,
             format!(
-                "cannot read {:?} as one JSON object ({e}); each line of a JSON Lines file must be one complete JSON object",
+                "cannot read `{}` as one JSON object ({e}); each line of a JSON Lines file must be one complete JSON object",
                 columns::preview(text.trim())
             ),
         )

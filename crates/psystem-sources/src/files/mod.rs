@@ -322,7 +322,7 @@ mod ascii_char {
             "tab" | "\\t" => Ok(Some(b'\t')),
             _ if s.len() == 1 && s.is_ascii() => Ok(Some(s.as_bytes()[0])),
             _ => Err(de::Error::custom(format!(
-                "expected one ASCII character such as \",\" or \"\\t\" (or the word tab), found {s:?}"
+                "expected one ASCII character such as `,` or `\\t` (or the word tab), found `{s}`"
             ))),
         }
     }
@@ -447,10 +447,10 @@ impl fmt::Display for ColumnReport {
             self.non_null, self.sample_rows
         )?;
         if let Some(example) = &self.example {
-            write!(f, ", e.g. {example:?}")?;
+            write!(f, ", e.g. `{example}`")?;
         }
         match &self.renamed {
-            Some(Rename::Duplicate { of }) => write!(f, "; renamed: repeats {of:?}")?,
+            Some(Rename::Duplicate { of }) => write!(f, "; renamed: repeats `{of}`")?,
             Some(Rename::Empty) => write!(
                 f,
                 "; renamed: empty header cell at position {}",
@@ -785,8 +785,8 @@ fn check_config(config: &FilesConfig) -> Result<(), SourceError> {
         if let Some(c) = c {
             if !c.is_ascii() || c == b'\n' || c == b'\r' {
                 return Err(config_err(format!(
-                    "files: {what} {:?} must be one ASCII character other than a line break",
-                    char::from(c)
+                    "files: {what} `{}` must be one ASCII character other than a line break",
+                    char::from(c).escape_default()
                 )));
             }
         }
@@ -806,12 +806,12 @@ fn check_config(config: &FilesConfig) -> Result<(), SourceError> {
     for (column, delimiter) in &config.multi_valued {
         if delimiter.is_empty() {
             return Err(config_err(format!(
-                "files: multi_valued {column:?} has an empty delimiter; give one such as \",\""
+                "files: multi_valued `{column}` has an empty delimiter; give one such as `,`"
             )));
         }
         if config.casts.contains_key(column) {
             return Err(config_err(format!(
-                "files: column {column:?} is both in multi_valued (a list of text) and in casts; keep one"
+                "files: column `{column}` is both in multi_valued (a list of text) and in casts; keep one"
             )));
         }
     }
@@ -830,8 +830,18 @@ fn check_columns(config: &FilesConfig, names: &[String]) -> Result<(), SourceErr
         return Ok(());
     }
     Err(config_err(format!(
-        "files: casts/multi_valued name column(s) {missing:?} that {} does not have; its columns are {names:?}",
-        config.path
+        "files: casts/multi_valued name column(s) {} that {} does not have; its columns are {}",
+        missing
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.path,
+        names
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 
@@ -841,10 +851,10 @@ async fn locate(config: &FilesConfig) -> Result<(PathBuf, String), SourceError> 
     let lower = raw.to_ascii_lowercase();
     if lower.starts_with("file://") {
         let url = url::Url::parse(raw)
-            .map_err(|e| config_err(format!("files: path {raw:?} is not a valid file URL: {e}")))?;
+            .map_err(|e| config_err(format!("files: path `{raw}` is not a valid file URL: {e}")))?;
         let path = url.to_file_path().map_err(|()| {
             config_err(format!(
-                "files: path {raw:?} is not a local file URL (expected file:///absolute/path)"
+                "files: path `{raw}` is not a local file URL (expected file:///absolute/path)"
             ))
         })?;
         return Ok((path, raw.to_string()));
@@ -852,7 +862,7 @@ async fn locate(config: &FilesConfig) -> Result<(PathBuf, String), SourceError> 
     if lower.starts_with("http://") || lower.starts_with("https://") {
         let display = psystem_core::redact::redact_url(raw);
         let url = url::Url::parse(raw)
-            .map_err(|e| config_err(format!("files: path {display:?} is not a valid URL: {e}")))?;
+            .map_err(|e| config_err(format!("files: path `{display}` is not a valid URL: {e}")))?;
         let Some(cache_dir) = &config.cache_dir else {
             return Err(config_err(format!(
                 "files: {display} is remote, but no cache_dir is set to download it into; set cache_dir"
@@ -922,7 +932,7 @@ async fn download(url: &url::Url, shown: &str, cache_dir: &Path) -> Result<PathB
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
         return Err(err(format!(
-            "download failed: HTTP {status}: {:?}; check the URL",
+            "download failed: HTTP {status}: `{}`; check the URL",
             columns::preview(body.trim())
         )));
     }
@@ -1128,9 +1138,69 @@ fn make_batch(
 fn not_utf8(raw: &[u8], e: std::str::Utf8Error) -> String {
     let bad = raw.get(e.valid_up_to()).copied().unwrap_or(0);
     format!(
-        "invalid UTF-8: byte 0x{bad:02X} at offset {} of the value {:?}; psystem reads UTF-8 text only — \
+        "invalid UTF-8: byte 0x{bad:02X} at offset {} of the value `{}`; psystem reads UTF-8 text only — \
          convert the file first, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`",
         e.valid_up_to(),
         columns::preview(&String::from_utf8_lossy(raw))
     )
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    /// User-facing messages quote names and values in backticks, never as Rust debug text.
+    #[test]
+    fn messages_have_no_debug_text() {
+        let mut messages = Vec::new();
+
+        let mut config = FilesConfig::new("/data/ages.csv");
+        config.delimiter = Some(b'\n');
+        messages.push(check_config(&config).unwrap_err().to_string());
+
+        let mut config = FilesConfig::new("/data/ages.csv");
+        config.multi_valued.insert("tags".into(), String::new());
+        messages.push(check_config(&config).unwrap_err().to_string());
+
+        let mut config = FilesConfig::new("/data/ages.csv");
+        config.casts.insert("agee".into(), ColumnType::Int64);
+        let names = ["age".to_string(), "sex".to_string()];
+        let missing = check_columns(&config, &names).unwrap_err().to_string();
+        assert!(
+            missing.contains("`agee`") && missing.contains("`age`, `sex`"),
+            "{missing}"
+        );
+        messages.push(missing);
+
+        messages.push(
+            SourceError::File {
+                path: "/data/ages.csv".into(),
+                line: Some(3),
+                column: Some("age".into()),
+                detail: "value `x` is not an integer".into(),
+            }
+            .to_string(),
+        );
+        messages.push(
+            SourceError::Http {
+                url: "https://example.org/api/WSH_8".into(),
+                status: 404,
+                excerpt: "not found".into(),
+            }
+            .to_string(),
+        );
+
+        let sha = "a".repeat(40);
+        for text in [format!("{sha}  a\n{sha}  ./a\n"), "zz  ./a\n".to_string()] {
+            let e =
+                crate::manifest::parse_checksum_list(&text, crate::manifest::Algorithm::Sha1, "m");
+            messages.push(e.unwrap_err().to_string());
+        }
+        messages.push(crate::manifest::check_path("../x").unwrap_err().to_string());
+
+        for m in &messages {
+            assert!(!m.contains("Some(") && !m.contains('"'), "{m}");
+        }
+        assert!(messages[0].contains("`\\n`"), "{}", messages[0]);
+    }
 }

@@ -53,7 +53,7 @@ fn main() -> Result<()> {
             "--file" => file = Some(PathBuf::from(args.next().context("--file PATH")?)),
             "--keep" => keep = Some(PathBuf::from(args.next().context("--keep DIR")?)),
             other => {
-                bail!("unknown argument {other:?} (use --mb N, --runs N, --fixtures DIR, --gzip)")
+                bail!("unknown argument `{other}` (use --mb N, --runs N, --fixtures DIR, --gzip)")
             }
         }
     }
