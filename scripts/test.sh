@@ -11,6 +11,8 @@ chmod 755 "$pgdir"
 trap 'bash scripts/test-cluster.sh stop "$pgdir"; rm -rf "$pgdir"' EXIT
 eval "$(bash scripts/test-cluster.sh start "$pgdir")"
 echo "Test database server: $PSYSTEM_TEST_DATABASE_URL"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --bins --quiet
 cargo test --workspace --no-fail-fast
 # The desktop app: UI unit tests, the shell's tests and the end-to-end tests of the real app under Xvfb
