@@ -9,8 +9,9 @@
 //! - Ctrl+C (SIGINT) halfway: exit 3, status.yaml `paused`, then `psystem resume` with no options;
 //! - `kill -9` at a random instant after the first checkpoint, then `psystem resume` (or, when the kill came
 //!   before any job was recorded, the message says to run it again and a run finishes it);
-//! - `psystem cancel` of a paused job (status.yaml and the ledger say `cancelled`, the next run starts over) and of
-//!   a job running in another process (refused, naming the job; the running load is unharmed);
+//! - `psystem cancel` of a paused job (status.yaml and the ledger say `cancelled`, the next run starts over), of
+//!   a job running in another process (refused, naming the job; the running load is unharmed) and of a completed
+//!   job (refused: nothing to cancel, nothing changed);
 //! - a failure whose cause was then fixed: the database connection killed mid-load (same data), and for the files
 //!   rows a corrupted file that is then corrected;
 //! - the options of the run kept by `resume` (page size, batch size, workers, unit size);
@@ -336,6 +337,30 @@ async fn check_row(row: Row) {
     let clean_pool = PgPool::connect(clean.url()).await.unwrap();
     assert_state(&env, &clean_pool, &row.job, "completed", "clean load").await;
     let mut outputs = vec![out];
+    // A completed job has nothing to cancel: refused (exit 2), and nothing changes.
+    let out = env.run(&["cancel", &row.job, "--db", &clean_url]);
+    assert!(
+        out.status.code() == Some(2)
+            && String::from_utf8_lossy(&out.stderr).contains("nothing to cancel"),
+        "{}: cancel of a completed job is refused: {}",
+        row.label,
+        text(&out)
+    );
+    assert_state(
+        &env,
+        &clean_pool,
+        &row.job,
+        "completed",
+        "cancel of a completed job",
+    )
+    .await;
+    assert_eq!(
+        fingerprint(clean.url()).await,
+        expected,
+        "{}: after a refused cancel",
+        row.label
+    );
+    outputs.push(out);
 
     dry_run(&row, &clean, &clean_url, &mut outputs).await;
     let clean_plan = Some(unit_plan(&clean_pool).await);

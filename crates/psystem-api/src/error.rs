@@ -25,6 +25,17 @@ pub enum ApiError {
         /// Keys that exist.
         known: Vec<String>,
     },
+    /// `psystem cancel KEY` for a job that has nothing unfinished: its last load completed (or it was cancelled
+    /// already) and the ledger holds no unfinished load of it. Nothing is changed.
+    #[error("nothing to cancel: job `{job}` is {state} and has no unfinished load; its table stays as it is (to load it again, run `{run}`)")]
+    NothingToCancel {
+        /// The job key.
+        job: String,
+        /// Its state in status.yaml, e.g. `completed`.
+        state: String,
+        /// The command that runs the job again, e.g. `psystem run opentargets disease`.
+        run: String,
+    },
     /// `psystem resume KEY` for a job status.yaml does not have: a run stopped in its first moments (before its
     /// first step) leaves none, so there is nothing to resume and the run must be started again.
     #[error("nothing to resume: {path} has no job `{job}` (a run stopped in its first moments leaves none); run it again: `{run}`{}", if known.is_empty() { String::new() } else { format!(" — jobs there: {}", known.join(", ")) })]
@@ -80,6 +91,7 @@ impl ApiError {
             ApiError::NoSuchJob { .. }
             | ApiError::NothingToResume { .. }
             | ApiError::AmbiguousResume { .. } => "job_not_found",
+            ApiError::NothingToCancel { .. } => "nothing_to_cancel",
             ApiError::Job(psystem_jobs::JobError::Busy { .. }) => "job_busy",
             ApiError::Job(psystem_jobs::JobError::Source { .. }) => "source",
             ApiError::Job(psystem_jobs::JobError::Destination(_)) | ApiError::Destination(_) => {
@@ -106,6 +118,7 @@ impl ApiError {
                 | ApiError::Config(_)
                 | ApiError::NoSuchJob { .. }
                 | ApiError::NothingToResume { .. }
+                | ApiError::NothingToCancel { .. }
                 | ApiError::AmbiguousResume { .. }
         )
     }

@@ -831,11 +831,13 @@ impl Api {
     /// else the entry's manifest, `DATABASE_URL`, the local database.
     ///
     /// A job that a live process runs is refused (`JobError::Busy`): its advisory job lock is held, or
-    /// status.yaml says `running` with that process alive. Pause it there first.
+    /// status.yaml says `running` with that process alive. Pause it there first. A job that is `completed` (or
+    /// already `cancelled`) with no unfinished load in the ledger is refused with [`ApiError::NothingToCancel`],
+    /// changing nothing.
     ///
     /// # Errors
-    /// [`ApiError::NoSuchJob`], [`ApiError::AmbiguousResume`]; [`ApiError::Job`] with `JobError::Busy` while a
-    /// process runs the job; [`ApiError::Destination`].
+    /// [`ApiError::NoSuchJob`], [`ApiError::AmbiguousResume`], [`ApiError::NothingToCancel`]; [`ApiError::Job`]
+    /// with `JobError::Busy` while a process runs the job; [`ApiError::Destination`].
     pub async fn cancel(
         &self,
         job: Option<&str>,
@@ -867,6 +869,19 @@ impl Api {
         let lock = dest.try_lock_job(&key).await?.ok_or_else(busy)?;
         let cancelled = psystem_postgres::work_units::cancel_job(&dest, &key).await?;
         drop(lock);
+        if cancelled.loads.is_empty()
+            && matches!(
+                status.state,
+                psystem_core::JobState::Completed | psystem_core::JobState::Cancelled
+            )
+        {
+            // Marking a completed job cancelled would tell a lie about a complete table.
+            return Err(ApiError::NothingToCancel {
+                job: key,
+                state: status.state.to_string(),
+                run: format!("psystem run {} {}", status.plugin, status.entry),
+            });
+        }
         tracing::info!(job = %key, loads = ?cancelled.loads, removed_rows = cancelled.removed_rows,
             kept_rows = cancelled.kept_rows, "Job cancelled.");
         let updated = self.status_store().update(|f| {
