@@ -320,6 +320,23 @@ fn signal(child: &Child, sig: &str) {
     assert!(sent.success(), "kill {sig}");
 }
 
+/// Starts the row's run, sends Ctrl+C (SIGINT) once it is halfway, and asserts that it paused (exit 3).
+async fn pause_halfway(row: &Row, env: &Env, pool: &PgPool, url: &str) -> Output {
+    row.set_slow(true);
+    let child = start_halfway(row, env, pool, &row.args(url, &[])).await;
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    row.set_slow(false);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}: Ctrl+C pauses: {}",
+        row.label,
+        text(&out)
+    );
+    out
+}
+
 /// The whole matrix for one row.
 async fn check_row(row: Row) {
     // The clean load every other outcome is compared with.
@@ -443,18 +460,7 @@ async fn ctrl_c_then_resume(
     let url = with_password(db.url());
     let pool = PgPool::connect(db.url()).await.unwrap();
     let env = row.env();
-    row.set_slow(true);
-    let child = start_halfway(row, &env, &pool, &row.args(&url, &[])).await;
-    signal(&child, "-INT");
-    let out = child.wait_with_output().unwrap();
-    row.set_slow(false);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}: Ctrl+C pauses: {}",
-        row.label,
-        text(&out)
-    );
+    let out = pause_halfway(row, &env, &pool, &url).await;
     assert_state(&env, &pool, &row.job, "paused", "after Ctrl+C").await;
     outputs.push(out);
     let out = env.run(&["resume", &row.job, "--db", &url]);
@@ -558,18 +564,7 @@ async fn cancel_paused(row: &Row, expected: &[(String, i64, String)], outputs: &
     let url = with_password(db.url());
     let pool = PgPool::connect(db.url()).await.unwrap();
     let env = row.env();
-    row.set_slow(true);
-    let child = start_halfway(row, &env, &pool, &row.args(&url, &[])).await;
-    signal(&child, "-INT");
-    let out = child.wait_with_output().unwrap();
-    row.set_slow(false);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}: Ctrl+C pauses: {}",
-        row.label,
-        text(&out)
-    );
+    let out = pause_halfway(row, &env, &pool, &url).await;
     outputs.push(out);
     let out = env.run(&["cancel", &row.job, "--db", &url]);
     ok(&out, &format!("{}: cancel of a paused job", row.label));

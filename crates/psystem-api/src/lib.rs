@@ -17,6 +17,7 @@ pub mod idcache;
 pub mod plugins;
 pub mod proteins;
 pub mod releases;
+mod request;
 pub mod runs;
 
 pub use error::ApiError;

@@ -1,6 +1,6 @@
 //! Running, resuming and inspecting jobs.
 
-use crate::releases::ReleaseRunRequest;
+use crate::request::ReleaseRunRequest;
 use crate::{Api, ApiError, DATABASE_URL_ENV};
 use psystem_core::plugin::{ConfigValue, SourceKind};
 use psystem_core::plugin::{ReferenceConfig, TargetIdConfig};

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::runner::{job_key, Control, JobError};
+use crate::runner::{cancel_on_stop, job_key, Control, JobError};
 use crate::status::{JobStatus, StatusStore};
 
 /// The source kind recorded in the ledger for release loads.
@@ -253,18 +253,22 @@ impl ReleaseOutcome {
     }
 }
 
-/// Runs a release job to its end. `control` pauses (at the next file boundary; partial downloads and committed
-/// units are kept) or cancels it.
+/// A release job's release as found on its source: the transport to it, the release (resolved from `latest` or
+/// the name asked for, its datasets discovered), each dataset job with the dataset it loads (found by its name or
+/// an alias), and the release's checksum manifest (none only with `allow_unverified`).
+pub(crate) struct ResolvedRelease {
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) release: Release,
+    pub(crate) chosen: Vec<(DatasetJob, Dataset)>,
+    pub(crate) manifest: Option<ReleaseManifest>,
+}
+
+/// Resolves `spec`'s release, finds every dataset it names and fetches the manifest: the first steps of a real run
+/// and of a dry run alike.
 ///
 /// # Errors
-/// Failures before any dataset starts (release not found, manifest mismatch, destination unreachable) are errors;
-/// a dataset's failure is in its [`DatasetOutcome`] (and ends the run early with `fail_fast`).
-pub async fn run_release(
-    spec: ReleaseJobSpec,
-    status: StatusStore,
-    events: mpsc::UnboundedSender<ReleaseEvent>,
-    control: watch::Receiver<Control>,
-) -> Result<ReleaseOutcome, JobError> {
+/// `JobError::Setup`: the release or a dataset not found, no manifest without `allow_unverified`, transport errors.
+pub(crate) async fn resolve_release(spec: &ReleaseJobSpec) -> Result<ResolvedRelease, JobError> {
     let setup = |e: ReleaseError| JobError::Setup(e.to_string());
     let transport = Arc::new(
         Transport::new(&spec.source_url, spec.transport.clone()).map_err(|e| setup(e.into()))?,
@@ -307,6 +311,32 @@ pub async fn run_release(
             release: release.name.clone(),
         }));
     }
+    Ok(ResolvedRelease {
+        transport,
+        release,
+        chosen,
+        manifest,
+    })
+}
+
+/// Runs a release job to its end. `control` pauses (at the next file boundary; partial downloads and committed
+/// units are kept) or cancels it.
+///
+/// # Errors
+/// Failures before any dataset starts (release not found, manifest mismatch, destination unreachable) are errors;
+/// a dataset's failure is in its [`DatasetOutcome`] (and ends the run early with `fail_fast`).
+pub async fn run_release(
+    spec: ReleaseJobSpec,
+    status: StatusStore,
+    events: mpsc::UnboundedSender<ReleaseEvent>,
+    control: watch::Receiver<Control>,
+) -> Result<ReleaseOutcome, JobError> {
+    let ResolvedRelease {
+        transport,
+        release,
+        chosen,
+        manifest,
+    } = resolve_release(&spec).await?;
     let _ = events.send(ReleaseEvent::Resolved {
         release: release.name.clone(),
         layout: release.layout.describe().to_string(),
@@ -610,7 +640,7 @@ impl Shared {
         if worker_count == 0 {
             info!(job = %key, load_id = load.load_id(), "Waiting for `psystem worker` processes to copy the files.");
         }
-        let worker_name = format!("{}:{}", hostname(), std::process::id());
+        let worker_name = crate::runner::worker_name();
         let progress = tokio::sync::Mutex::new((0u64, 0u64));
         let first_error: tokio::sync::Mutex<Option<String>> = tokio::sync::Mutex::new(None);
         // Local workers, then — while `psystem worker` processes elsewhere hold units — wait, and take over
@@ -999,22 +1029,6 @@ impl Shared {
     }
 }
 
-/// A cancellation token that fires when `control` leaves [`Control::Run`] (pause or cancel), for downloads.
-pub(crate) fn cancel_on_stop(control: &watch::Receiver<Control>) -> CancellationToken {
-    let token = CancellationToken::new();
-    let mut control = control.clone();
-    let t = token.clone();
-    tokio::spawn(async move {
-        while *control.borrow_and_update() == Control::Run {
-            if control.changed().await.is_err() {
-                return;
-            }
-        }
-        t.cancel();
-    });
-    token
-}
-
 fn load_key(load: &release_load::DatasetLoad) -> String {
     load.spec().job_key.clone()
 }
@@ -1053,10 +1067,4 @@ pub async fn record_check(
     )
     .await?;
     Ok(())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }

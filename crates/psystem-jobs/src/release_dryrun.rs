@@ -10,20 +10,18 @@
 //! Open Targets dataset would load (its flattened rows) is written to `DIR/<table>.parquet` (or `.csv`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use psystem_postgres::dryrun::{self as pg_dry, DryRunReport, ProteinDryRun, ReleaseDryRun};
 use psystem_releases::model::{Dataset, Layout};
 use psystem_releases::reader::{stream_file, DatasetSchema};
 use psystem_releases::verify::{self, FetchedFile, FileStatus};
 use psystem_releases::{footer, ReleaseError};
-use psystem_transport::Transport;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::dryrun::{close_writer, open_writer, write_batch, OutputFormat};
-use crate::release::{DatasetJob, ReleaseJobSpec, SOURCE_KIND};
+use crate::release::{resolve_release, DatasetJob, ReleaseJobSpec, ResolvedRelease, SOURCE_KIND};
 use crate::runner::{job_key, JobError};
 
 /// What a dry run found for one dataset.
@@ -70,52 +68,18 @@ pub async fn dry_run_release(
     spec: &ReleaseJobSpec,
     output: Option<(&Path, OutputFormat)>,
 ) -> Result<ReleaseDryRunOutcome, JobError> {
-    let setup = |e: ReleaseError| JobError::Setup(e.to_string());
-    let transport = Arc::new(
-        Transport::new(&spec.source_url, spec.transport.clone()).map_err(|e| setup(e.into()))?,
-    );
-    let name = spec
-        .provider
-        .resolve_release(&transport, &spec.plugin, spec.release.as_deref())
-        .await
-        .map_err(setup)?;
-    let release = spec
-        .provider
-        .discover(&transport, &spec.plugin, &name)
-        .await
-        .map_err(setup)?;
-    let mut chosen: Vec<(&DatasetJob, &Dataset)> = Vec::new();
-    for job in &spec.datasets {
-        let found = std::iter::once(&job.dataset)
-            .chain(job.aliases.iter())
-            .find_map(|n| release.dataset(n))
-            .ok_or_else(|| {
-                setup(ReleaseError::DatasetNotFound {
-                    release: release.name.clone(),
-                    dataset: job.dataset.clone(),
-                    available: release
-                        .datasets
-                        .iter()
-                        .map(|d| d.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })
-            })?;
-        chosen.push((job, found));
-    }
-    let manifest = verify::fetch_manifest(&transport, &release)
-        .await
-        .map_err(setup)?;
-    if manifest.is_none() && !spec.allow_unverified {
-        return Err(setup(ReleaseError::NoManifest {
-            release: release.name.clone(),
-        }));
-    }
+    let ResolvedRelease {
+        transport,
+        release,
+        chosen,
+        manifest,
+    } = resolve_release(spec).await?;
     let uniprot = release.layout == Layout::UniProt;
     let cache = psystem_transport::Cache::new(spec.cache_root.clone());
     let cancel = CancellationToken::new();
     let mut datasets = Vec::new();
-    for (job, dataset) in chosen {
+    let setup = |e: ReleaseError| JobError::Setup(e.to_string());
+    for (job, dataset) in &chosen {
         let key = job_key(&spec.plugin, &job.entry);
         let fail = |e: JobError| JobError::Setup(format!("dry run of {key}: {e}"));
         let mut found = DatasetDryRun {

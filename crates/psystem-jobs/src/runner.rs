@@ -767,3 +767,29 @@ fn mirror(
     })?;
     Ok(())
 }
+
+/// A cancellation token that fires when `control` leaves [`Control::Run`] (pause or cancel), for downloads.
+pub(crate) fn cancel_on_stop(
+    control: &tokio::sync::watch::Receiver<Control>,
+) -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut control = control.clone();
+    let t = token.clone();
+    tokio::spawn(async move {
+        while *control.borrow_and_update() == Control::Run {
+            if control.changed().await.is_err() {
+                return;
+            }
+        }
+        t.cancel();
+    });
+    token
+}
+
+/// `host:pid`, the prefix of this process's worker names.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}

@@ -469,4 +469,4 @@ pub async fn run_local_workers(
     }
 }
 
-pub use crate::worker::worker_name;
+pub use crate::runner::worker_name;

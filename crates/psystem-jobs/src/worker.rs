@@ -77,13 +77,7 @@ pub struct ParquetUnit {
     pub partitions: Vec<(String, String)>,
 }
 
-/// `host:pid`, the prefix of this process's worker names.
-pub fn worker_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
-}
+pub use crate::runner::worker_name;
 
 /// Options of `psystem worker`.
 #[derive(Debug, Clone)]
@@ -549,7 +543,7 @@ async fn fetch_verified(
         }),
         _ => None,
     };
-    let cancel = crate::release::cancel_on_stop(control);
+    let cancel = crate::runner::cancel_on_stop(control);
     let fetched = verify::fetch_file(
         &transport,
         &cache,

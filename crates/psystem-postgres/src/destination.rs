@@ -1371,7 +1371,7 @@ async fn lock_running_load(
             "locking load #{load_id} in the ledger"
         )))?
         .ok_or(DestinationError::LoadNotFound { load_id })?;
-    crate::work_units::require_running(load_id, row.get("state"))?;
+    crate::ledger::require_running(load_id, row.get("state"))?;
     let pages: i64 = row.get("pages");
     if pages.max(0) as u64 != load.counters.pages {
         return Err(DestinationError::StaleHandle {

@@ -394,3 +394,15 @@ impl LoadRecord {
         })
     }
 }
+
+/// Fails with [`DestinationError::LoadNotActive`] unless `state` (of load `load_id`) is `running`.
+pub(crate) fn require_running(load_id: i64, state: Option<String>) -> Result<(), DestinationError> {
+    if state.as_deref() == Some("running") {
+        Ok(())
+    } else {
+        Err(DestinationError::LoadNotActive {
+            load_id,
+            state: state.unwrap_or_default(),
+        })
+    }
+}

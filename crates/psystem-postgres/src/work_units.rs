@@ -392,7 +392,7 @@ pub(crate) async fn lock_for_finish(
             .await
             .map_err(DestinationError::db(ctx("lock the load")))?
             .ok_or(DestinationError::LoadNotFound { load_id })?;
-    require_running(load_id, state)?;
+    crate::ledger::require_running(load_id, state)?;
     let counts = unit_counts(&mut *conn, load_id).await?;
     if counts.pending + counts.running + counts.failed > 0 {
         let examples: Vec<String> = sqlx::query_scalar(
@@ -545,7 +545,7 @@ pub struct CancelledJob {
 pub(crate) async fn record_units(
     conn: &mut PgConnection,
     load_id: i64,
-    units: &[crate::release_load::UnitSpec],
+    units: &[UnitSpec],
 ) -> Result<(), DestinationError> {
     let keys: Vec<&str> = units.iter().map(|u| u.key.as_str()).collect();
     let bytes: Vec<i64> = units
@@ -644,19 +644,7 @@ pub(crate) async fn check_running(
             "reading the state of load #{load_id}"
         )))?
         .ok_or(DestinationError::LoadNotFound { load_id })?;
-    require_running(load_id, state)
-}
-
-/// Fails with [`DestinationError::LoadNotActive`] unless `state` (of load `load_id`) is `running`.
-pub(crate) fn require_running(load_id: i64, state: Option<String>) -> Result<(), DestinationError> {
-    if state.as_deref() == Some("running") {
-        Ok(())
-    } else {
-        Err(DestinationError::LoadNotActive {
-            load_id,
-            state: state.unwrap_or_default(),
-        })
-    }
+    crate::ledger::require_running(load_id, state)
 }
 
 /// The units of load `load_id` by state.
@@ -693,4 +681,26 @@ where
         bytes_done: n("bytes_done"),
         bytes_total: n("bytes_total"),
     })
+}
+
+/// One work unit of a load: usually one file of the dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitSpec {
+    /// The unit key, unique in the load: the file's path relative to the dataset (or release) folder.
+    pub key: String,
+    /// The file's size in bytes (recorded, summed into the load's `bytes`).
+    pub bytes: u64,
+    /// Anything else a worker needs to process the unit (stored in `psystem.work_units.spec`).
+    pub spec: Option<serde_json::Value>,
+}
+
+impl UnitSpec {
+    /// A unit with a key and a size, no extra spec.
+    pub fn new(key: impl Into<String>, bytes: u64) -> UnitSpec {
+        UnitSpec {
+            key: key.into(),
+            bytes,
+            spec: None,
+        }
+    }
 }

@@ -222,7 +222,13 @@ impl ReleaseDryRun {
         let staged = format!("pg_temp.{DRY_RELEASE_TABLE}");
         let pk: Vec<String> = self.primary_key.iter().map(|c| quote_ident(c)).collect();
         if !pk.is_empty() {
-            self.check_keys(&staged, &pk).await?;
+            crate::release_load::check_staged_keys(
+                &mut self.conn,
+                &staged,
+                &self.table,
+                &self.primary_key,
+            )
+            .await?;
         }
         let target = quote_table(&table);
         let rows = self.rows as i64;
@@ -280,63 +286,6 @@ impl ReleaseDryRun {
             new_ids: 0,
             unresolved_references: 0,
         })
-    }
-
-    /// NULL and repeated keys among the staged rows, as the load reports them.
-    async fn check_keys(&mut self, staged: &str, pk: &[String]) -> Result<(), DestinationError> {
-        let ctx = format!("dry run into {}: check the primary key", self.table);
-        let any_null = pk
-            .iter()
-            .map(|k| format!("{k} IS NULL"))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let nulls = super::scalar(
-            &mut self.conn,
-            format!("SELECT count(*) FROM {staged} WHERE {any_null}"),
-        )
-        .await
-        .map_err(DestinationError::db(ctx.clone()))?;
-        if nulls > 0 {
-            return Err(DestinationError::NullKeys {
-                table: self.table.to_string(),
-                columns: self.primary_key.clone(),
-                count: nulls as u64,
-            });
-        }
-        let keys = pk.join(", ");
-        let as_text = pk
-            .iter()
-            .map(|k| format!("{k}::text"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let dups = sqlx::query(&format!(
-            "SELECT ARRAY[{as_text}] AS key, count(*) AS n, count(*) OVER () AS total FROM {staged} \
-             GROUP BY {keys} HAVING count(*) > 1 ORDER BY count(*) DESC, {keys} LIMIT 5"
-        ))
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(DestinationError::db(ctx))?;
-        if let Some(first) = dups.first() {
-            let examples = dups
-                .iter()
-                .map(|r| {
-                    let key: Vec<Option<String>> = r.get("key");
-                    let n: i64 = r.get("n");
-                    let parts: Vec<String> = key
-                        .into_iter()
-                        .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                        .collect();
-                    format!("({}) ×{n}", parts.join(", "))
-                })
-                .collect();
-            return Err(DestinationError::DuplicateKeys {
-                table: self.table.to_string(),
-                columns: self.primary_key.clone(),
-                count: first.get::<i64, _>("total") as u64,
-                examples,
-            });
-        }
-        Ok(())
     }
 }
 

@@ -530,7 +530,7 @@ pub async fn attach_protein_load(
     .await
     .map_err(DestinationError::db(format!("reading load #{load_id}")))?
     .ok_or(DestinationError::LoadNotFound { load_id })?;
-    crate::work_units::require_running(load_id, row.get("state"))?;
+    crate::ledger::require_running(load_id, row.get("state"))?;
     let kind: Option<String> = row.get("source_kind");
     let spec: Option<sqlx::types::Json<serde_json::Value>> = row.get("worker_spec");
     let (Some(SOURCE_KIND), Some(spec)) = (kind.as_deref(), spec) else {

@@ -44,7 +44,7 @@ use crate::destination::{
 use crate::ident::{ident_with_suffix, quote_ident, quote_table};
 use crate::types::pg_type;
 use crate::work_units::unit_counts;
-pub use crate::work_units::{ClaimedUnit, UnitCounts, UnitState, WorkQueue};
+pub use crate::work_units::{ClaimedUnit, UnitCounts, UnitSpec, UnitState, WorkQueue};
 use crate::{Destination, DestinationError};
 use evolve::{ColumnPlan, ExistingColumn};
 
@@ -93,28 +93,6 @@ where
 impl BatchSource for tokio::sync::mpsc::Receiver<Result<RecordBatch, BoxError>> {
     fn next_batch(&mut self) -> NextBatch<'_> {
         Box::pin(self.recv())
-    }
-}
-
-/// One work unit of a load: usually one file of the dataset.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UnitSpec {
-    /// The unit key, unique in the load: the file's path relative to the dataset (or release) folder.
-    pub key: String,
-    /// The file's size in bytes (recorded, summed into the load's `bytes`).
-    pub bytes: u64,
-    /// Anything else a worker needs to process the unit (stored in `psystem.work_units.spec`).
-    pub spec: Option<serde_json::Value>,
-}
-
-impl UnitSpec {
-    /// A unit with a key and a size, no extra spec.
-    pub fn new(key: impl Into<String>, bytes: u64) -> UnitSpec {
-        UnitSpec {
-            key: key.into(),
-            bytes,
-            spec: None,
-        }
     }
 }
 
@@ -499,7 +477,7 @@ pub async fn attach_dataset_load(
     .await
     .map_err(DestinationError::db(format!("reading load #{load_id}")))?
     .ok_or(DestinationError::LoadNotFound { load_id })?;
-    crate::work_units::require_running(load_id, row.get("state"))?;
+    crate::ledger::require_running(load_id, row.get("state"))?;
     let job_key: String = row.get("job_key");
     let invalid = |message: &str| DestinationError::InvalidSpec {
         job_key: job_key.clone(),
@@ -1046,67 +1024,13 @@ impl DatasetLoad {
 
     /// NULL and duplicate primary keys in the staging table.
     async fn check_keys(&self, conn: &mut PgConnection) -> Result<(), DestinationError> {
-        let spec = &self.spec;
-        let ctx = format!(
-            "checking the primary key of the new data for {}",
-            spec.table
-        );
-        let staging_sql = quote_table(&self.staging);
-        let keys = idents(&spec.primary_key);
-        let any_null = spec
-            .primary_key
-            .iter()
-            .map(|k| format!("{} IS NULL", quote_ident(k)))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let nulls: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM {staging_sql} WHERE {any_null}"
-        ))
-        .fetch_one(&mut *conn)
+        check_staged_keys(
+            conn,
+            &quote_table(&self.staging),
+            &self.spec.table,
+            &self.spec.primary_key,
+        )
         .await
-        .map_err(DestinationError::db(ctx.clone()))?;
-        if nulls > 0 {
-            return Err(DestinationError::NullKeys {
-                table: spec.table.to_string(),
-                columns: spec.primary_key.clone(),
-                count: nulls as u64,
-            });
-        }
-        let as_text = spec
-            .primary_key
-            .iter()
-            .map(|k| format!("{}::text", quote_ident(k)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let dups = sqlx::query(&format!(
-            "SELECT ARRAY[{as_text}] AS key, count(*) AS n, count(*) OVER () AS total FROM {staging_sql} \
-             GROUP BY {keys} HAVING count(*) > 1 ORDER BY count(*) DESC, {keys} LIMIT 5"
-        ))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(DestinationError::db(ctx))?;
-        if let Some(first) = dups.first() {
-            let total: i64 = first.get("total");
-            let examples = dups
-                .iter()
-                .map(|r| {
-                    let key: Vec<Option<String>> = r.get("key");
-                    let n: i64 = r.get("n");
-                    let parts: Vec<String> = key
-                        .into_iter()
-                        .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                        .collect();
-                    format!("({}) ×{n}", parts.join(", "))
-                })
-                .collect();
-            return Err(DestinationError::DuplicateKeys {
-                table: spec.table.to_string(),
-                columns: spec.primary_key.clone(),
-                count: total as u64,
-                examples,
-            });
-        }
-        Ok(())
     }
 
     /// Replace: the staging table becomes the target, carrying the old table's objects.
@@ -1660,4 +1584,72 @@ fn is_key_violation(e: &DestinationError) -> bool {
             .is_some_and(|c| matches!(c.as_ref(), "23505" | "23502" | "21000")),
         _ => false,
     }
+}
+
+/// NULL and repeated `primary_key` values among the rows of `staging_sql` (a quoted table), reported as a load of
+/// `table` reports them: the count and up to five repeated keys with their counts. Used by the finish of a load
+/// and by its dry run.
+///
+/// # Errors
+/// [`DestinationError::NullKeys`], [`DestinationError::DuplicateKeys`], [`DestinationError::Database`].
+pub(crate) async fn check_staged_keys(
+    conn: &mut PgConnection,
+    staging_sql: &str,
+    table: &TableRef,
+    primary_key: &[String],
+) -> Result<(), DestinationError> {
+    let ctx = format!("checking the primary key of the new data for {}", table);
+    let keys = idents(primary_key);
+    let any_null = primary_key
+        .iter()
+        .map(|k| format!("{} IS NULL", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let nulls: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {staging_sql} WHERE {any_null}"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(DestinationError::db(ctx.clone()))?;
+    if nulls > 0 {
+        return Err(DestinationError::NullKeys {
+            table: table.to_string(),
+            columns: primary_key.to_vec(),
+            count: nulls as u64,
+        });
+    }
+    let as_text = primary_key
+        .iter()
+        .map(|k| format!("{}::text", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dups = sqlx::query(&format!(
+        "SELECT ARRAY[{as_text}] AS key, count(*) AS n, count(*) OVER () AS total FROM {staging_sql} \
+         GROUP BY {keys} HAVING count(*) > 1 ORDER BY count(*) DESC, {keys} LIMIT 5"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(DestinationError::db(ctx))?;
+    if let Some(first) = dups.first() {
+        let total: i64 = first.get("total");
+        let examples = dups
+            .iter()
+            .map(|r| {
+                let key: Vec<Option<String>> = r.get("key");
+                let n: i64 = r.get("n");
+                let parts: Vec<String> = key
+                    .into_iter()
+                    .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                    .collect();
+                format!("({}) ×{n}", parts.join(", "))
+            })
+            .collect();
+        return Err(DestinationError::DuplicateKeys {
+            table: table.to_string(),
+            columns: primary_key.to_vec(),
+            count: total as u64,
+            examples,
+        });
+    }
+    Ok(())
 }
